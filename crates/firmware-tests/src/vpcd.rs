@@ -1,0 +1,289 @@
+//! The virtual card as pcscd sees it, through the vpcd driver (vsmartcard).
+//!
+//! pcscd's vpcd driver listens on TCP (35963 for its first slot); the card connects as a
+//! client. Every message both ways is a 2-byte big-endian length and a payload. One-byte
+//! messages from vpcd are control: `00` power off, `01` power on, `02` reset (no reply), `04`
+//! get ATR (reply: the ATR). Anything longer is a command APDU, answered by the response APDU.
+//!
+//! Debian 12's vpcd writes the length and the payload in two writes; with delayed ACKs that
+//! stalls every APDU by about 40 ms. Setting `TCP_QUICKACK` before every read (Linux clears it
+//! again after use) brings the round trip down to tens of microseconds.
+//!
+//! A [`VirtualSlot`] is one vpcd reader slot: a card can be inserted (connect), removed
+//! (disconnect, which pcscd sees as card removal) or pulled in the middle of a command. While a
+//! card is inserted the slot reconnects by itself when pcscd goes away and comes back.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::SockRef;
+
+use crate::os::SoftCard;
+
+/// A card shared between the slot's thread and its owner.
+pub type SharedCard = Arc<Mutex<SoftCard>>;
+
+/// Lock a shared card, recovering from a poisoned lock (a panicking test thread must not take
+/// the card down with it).
+pub fn lock(card: &SharedCard) -> MutexGuard<'_, SoftCard> {
+    card.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Longest message accepted from vpcd (an extended APDU plus header).
+const MAX_MESSAGE: usize = 65_544;
+
+fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let _ = SockRef::from(&*stream).set_tcp_quickack(true);
+    let mut len = [0u8; 2];
+    match stream.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let n = usize::from(u16::from_be_bytes(len));
+    if n > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "vpcd message too long",
+        ));
+    }
+    buf.resize(n, 0);
+    let _ = SockRef::from(&*stream).set_tcp_quickack(true);
+    stream.read_exact(buf)?;
+    Ok(true)
+}
+
+fn write_message(stream: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "response too long for vpcd"))?;
+    // One write: length and payload together.
+    let mut out = Vec::with_capacity(payload.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    stream.write_all(&out)
+}
+
+/// Why a serving loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// vpcd closed the connection (pcscd stopped).
+    PeerClosed,
+    /// The card was pulled on purpose.
+    Pulled,
+}
+
+/// Serve one vpcd connection until it closes. `pull_after` counts APDUs; when it reaches zero
+/// the card is pulled *before* answering that APDU.
+fn serve(
+    mut stream: TcpStream,
+    card: &SharedCard,
+    pull_after: &AtomicU64,
+    apdus: &AtomicU64,
+) -> io::Result<Ended> {
+    let mut buf = Vec::with_capacity(300);
+    loop {
+        if !read_message(&mut stream, &mut buf)? {
+            return Ok(Ended::PeerClosed);
+        }
+        match buf.as_slice() {
+            [0x00] => lock(card).power_off(),
+            [0x01] => {
+                lock(card).power_on();
+            }
+            [0x02] => {
+                lock(card).reset();
+            }
+            [0x04] => {
+                let atr = lock(card).atr().to_vec();
+                write_message(&mut stream, &atr)?;
+            }
+            [_] => {
+                // Unknown control byte: ignore, as vpcd's own cards do.
+            }
+            apdu => {
+                apdus.fetch_add(1, Ordering::Relaxed);
+                let left = pull_after.load(Ordering::Relaxed);
+                if left == 1 {
+                    pull_after.store(0, Ordering::Relaxed);
+                    let _ = stream.shutdown(Shutdown::Both);
+                    lock(card).power_off();
+                    return Ok(Ended::Pulled);
+                }
+                if left > 1 {
+                    pull_after.store(left - 1, Ordering::Relaxed);
+                }
+                let response = lock(card).process(apdu);
+                write_message(&mut stream, &response)?;
+            }
+        }
+    }
+}
+
+struct Running {
+    card: SharedCard,
+    stop: Arc<AtomicBool>,
+    stream: Arc<Mutex<Option<TcpStream>>>,
+    thread: JoinHandle<()>,
+}
+
+/// One vpcd reader slot.
+pub struct VirtualSlot {
+    addr: SocketAddr,
+    running: Option<Running>,
+    pull_after: Arc<AtomicU64>,
+    apdus: Arc<AtomicU64>,
+}
+
+/// Errors of a slot.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SlotError {
+    /// vpcd is not listening: pcscd with the vpcd driver is not running.
+    #[error(
+        "cannot reach pcscd's vpcd driver at {addr}: {source}. Start pcscd with the project's \
+         readers: scripts/pcsc-env.sh start"
+    )]
+    Connect {
+        /// Address tried.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+impl VirtualSlot {
+    /// A slot for the vpcd port `port` on 127.0.0.1.
+    pub fn new(port: u16) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            running: None,
+            pull_after: Arc::new(AtomicU64::new(0)),
+            apdus: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The vpcd address.
+    pub const fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether a card is in the slot.
+    pub fn is_inserted(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| !r.stop.load(Ordering::Relaxed) && !r.thread.is_finished())
+    }
+
+    /// APDUs served since the slot was created.
+    pub fn apdus(&self) -> u64 {
+        self.apdus.load(Ordering::Relaxed)
+    }
+
+    /// The card in the slot.
+    pub fn card(&self) -> Option<SharedCard> {
+        self.running.as_ref().map(|r| Arc::clone(&r.card))
+    }
+
+    /// Insert a card: connect to vpcd and serve it. A card already in the slot is removed
+    /// first. Fails if vpcd cannot be reached.
+    pub fn insert(&mut self, card: SharedCard) -> Result<(), SlotError> {
+        self.remove();
+        let first =
+            TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).map_err(|source| {
+                SlotError::Connect {
+                    addr: self.addr,
+                    source,
+                }
+            })?;
+        let _ = first.set_nodelay(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stream_slot = Arc::new(Mutex::new(first.try_clone().ok()));
+        let thread = {
+            let card = Arc::clone(&card);
+            let stop = Arc::clone(&stop);
+            let stream_slot = Arc::clone(&stream_slot);
+            let pull_after = Arc::clone(&self.pull_after);
+            let apdus = Arc::clone(&self.apdus);
+            let addr = self.addr;
+            std::thread::Builder::new()
+                .name(format!("vpcd-{}", addr.port()))
+                .spawn(move || {
+                    let mut stream = Some(first);
+                    while !stop.load(Ordering::Relaxed) {
+                        let s = match stream.take() {
+                            Some(s) => s,
+                            None => {
+                                match TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                                {
+                                    Ok(s) => {
+                                        let _ = s.set_nodelay(true);
+                                        if let Ok(mut g) = stream_slot.lock() {
+                                            *g = s.try_clone().ok();
+                                        }
+                                        s
+                                    }
+                                    Err(_) => {
+                                        std::thread::sleep(Duration::from_millis(100));
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
+                        match serve(s, &card, &pull_after, &apdus) {
+                            Ok(Ended::Pulled) => {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            // pcscd went away or the connection broke: the card stays in the
+                            // slot and reconnects when vpcd is back.
+                            Ok(Ended::PeerClosed) | Err(_) => {
+                                lock(&card).power_off();
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                        }
+                    }
+                })
+                .map_err(|source| SlotError::Connect {
+                    addr: self.addr,
+                    source,
+                })?
+        };
+        self.running = Some(Running {
+            card,
+            stop,
+            stream: stream_slot,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// Pull the card out in the middle of the `n`-th APDU from now: vpcd sees the connection
+    /// drop while it waits for the answer, as when a citizen pulls the card mid-command.
+    pub fn pull_after(&self, n: u64) {
+        self.pull_after.store(n, Ordering::Relaxed);
+    }
+
+    /// Remove the card (pcscd reports the removal). Returns it.
+    pub fn remove(&mut self) -> Option<SharedCard> {
+        let running = self.running.take()?;
+        running.stop.store(true, Ordering::Relaxed);
+        if let Ok(g) = running.stream.lock()
+            && let Some(s) = g.as_ref()
+        {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        let _ = running.thread.join();
+        lock(&running.card).power_off();
+        Some(running.card)
+    }
+}
+
+impl Drop for VirtualSlot {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
