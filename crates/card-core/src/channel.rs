@@ -103,6 +103,38 @@ pub enum SendError {
     WrongLeLoop,
 }
 
+/// Errors that can say "the card was reset underneath": the flow lost its selected
+/// application and verified PINs, and may simply be run again.
+pub trait ResetAware {
+    /// Whether this error is a card reset.
+    fn is_card_reset(&self) -> bool;
+}
+
+impl ResetAware for TransportError {
+    fn is_card_reset(&self) -> bool {
+        matches!(self, Self::CardReset)
+    }
+}
+
+impl ResetAware for SendError {
+    fn is_card_reset(&self) -> bool {
+        matches!(self, Self::Transport(TransportError::CardReset))
+    }
+}
+
+/// Run `flow`, which must start by selecting its application; if the card was reset while it
+/// ran (another application reset it, or it was re-powered), run it once more from the start.
+/// A second reset is returned to the caller.
+pub fn rerun_after_reset<C, T, E: ResetAware>(
+    session: &mut CardSession<C>,
+    mut flow: impl FnMut(&mut CardSession<C>) -> Result<T, E>,
+) -> Result<T, E> {
+    match flow(session) {
+        Err(e) if e.is_card_reset() => flow(session),
+        other => other,
+    }
+}
+
 /// Limits and capabilities for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionOptions {
@@ -548,6 +580,23 @@ mod tests {
         assert!(lines[0].contains("\"sw\":\"63C2\""), "{}", lines[0]);
         assert!(lines[1].contains("AABBCCDD"), "{}", lines[1]);
         assert!(!lines[1].contains("0102030405060708"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn a_reset_reruns_the_flow_once() {
+        let mut s = session("> 00A4040000\n! reset\n> 00A4040000\n< 9000\n");
+        let mut runs = 0;
+        let r = rerun_after_reset(&mut s, |s| {
+            runs += 1;
+            s.send(&Command::new(0, 0xa4, 4, 0).expect_data())
+        });
+        assert!(r.unwrap().is_success());
+        assert_eq!(runs, 2);
+        let mut s = session("> 00A4040000\n! reset\n> 00A4040000\n! reset\n");
+        let r = rerun_after_reset(&mut s, |s| {
+            s.send(&Command::new(0, 0xa4, 4, 0).expect_data())
+        });
+        assert!(r.unwrap_err().is_card_reset());
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod fields;
 pub mod records;
 
 use crate::apdu::{Command, Response};
-use crate::channel::{CardChannel, CardSession, SendError};
+use crate::channel::{CardChannel, CardSession, ResetAware, SendError};
 use crate::secret::Pin;
 use crate::status::StatusWord;
 use records::{CardIdentification, Cardholder, Identity, RecordError, RecordSet};
@@ -80,6 +80,12 @@ pub enum SsseError {
     /// The records could not be understood.
     #[error(transparent)]
     Record(#[from] RecordError),
+}
+
+impl ResetAware for SsseError {
+    fn is_card_reset(&self) -> bool {
+        matches!(self, Self::Send(e) if e.is_card_reset())
+    }
 }
 
 fn expect_ok(command: &'static str, r: &Response) -> Result<(), SsseError> {

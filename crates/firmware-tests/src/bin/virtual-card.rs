@@ -1,0 +1,167 @@
+//! `virtual-card`: software social-security cards in a pcscd vpcd reader slot.
+//!
+//! Holds several cards (the embedded fixtures, and any profile files given) and inserts or
+//! removes them on command, read line by line from standard input:
+//!
+//! ```text
+//! list                 the cards and which one is inserted
+//! insert NAME          put card NAME into the reader (removing any other)
+//! remove               take the card out
+//! pull-after N         pull the card out in the middle of the N-th APDU from now
+//! status               inserted card, APDUs served, PIN tries left
+//! quit                 remove the card and exit (also on end of input)
+//! ```
+//!
+//! Each command is answered by one line starting with `ok` or `error`. With `--state-dir`
+//! each card's memory persists in `<dir>/<name>.json` across runs.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use firmware_tests::storage::{FileStorage, MemoryStorage, Storage};
+use firmware_tests::vpcd::lock;
+use firmware_tests::{Profile, SharedCard, SoftCard, VirtualSlot};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Software social-security cards in a pcscd vpcd reader slot"
+)]
+struct Args {
+    /// vpcd TCP port of the reader slot (pcscd listens; 35963 is vpcd's first slot).
+    #[arg(long, default_value_t = 35963)]
+    port: u16,
+    /// Extra card: NAME=PROFILE.toml (repeatable). The embedded fixtures are always present.
+    #[arg(long = "card", value_name = "NAME=FILE")]
+    cards: Vec<String>,
+    /// Keep each card's memory in DIR/NAME.json across runs.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Insert this card at start.
+    #[arg(long, value_name = "NAME")]
+    insert: Option<String>,
+}
+
+fn open_card(name: &str, profile: &Profile, state_dir: Option<&PathBuf>) -> Result<SharedCard> {
+    let image = profile
+        .build()
+        .with_context(|| format!("profile of card {name}"))?;
+    let storage: Box<dyn Storage> = match state_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Box::new(FileStorage::new(dir.join(format!("{name}.json"))))
+        }
+        None => Box::new(MemoryStorage::new()),
+    };
+    let card = SoftCard::open(image, storage).with_context(|| format!("opening card {name}"))?;
+    Ok(Arc::new(Mutex::new(card)))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut profiles: BTreeMap<String, Profile> = Profile::embedded_names()
+        .filter_map(|n| Some((n.to_string(), Profile::embedded(n)?)))
+        .collect();
+    for spec in &args.cards {
+        let Some((name, path)) = spec.split_once('=') else {
+            bail!("--card takes NAME=FILE, got {spec:?}");
+        };
+        let profile = Profile::load(&PathBuf::from(path))?;
+        profiles.insert(name.to_string(), profile);
+    }
+    let mut cards: BTreeMap<String, SharedCard> = BTreeMap::new();
+    for (name, profile) in &profiles {
+        cards.insert(
+            name.clone(),
+            open_card(name, profile, args.state_dir.as_ref())?,
+        );
+    }
+    let mut slot = VirtualSlot::new(args.port);
+    let mut inserted: Option<String> = None;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+
+    if let Some(name) = &args.insert {
+        let card = cards
+            .get(name)
+            .with_context(|| format!("no card named {name}"))?;
+        slot.insert(Arc::clone(card))?;
+        inserted = Some(name.clone());
+    }
+    writeln!(
+        out,
+        "ready port={} cards={}",
+        args.port,
+        cards.keys().cloned().collect::<Vec<_>>().join(",")
+    )?;
+    out.flush()?;
+
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let mut words = line.split_whitespace();
+        let reply = match (words.next(), words.next()) {
+            (None, _) => continue,
+            (Some("list"), None) => {
+                let list: Vec<String> = cards
+                    .iter()
+                    .map(|(n, c)| {
+                        let mark = if inserted.as_deref() == Some(n.as_str()) {
+                            "*"
+                        } else {
+                            ""
+                        };
+                        format!("{mark}{n}: {}", lock(c).image().label)
+                    })
+                    .collect();
+                format!("ok {}", list.join("; "))
+            }
+            (Some("insert"), Some(name)) => match cards.get(name) {
+                None => format!("error no card named {name}"),
+                Some(card) => match slot.insert(Arc::clone(card)) {
+                    Ok(()) => {
+                        inserted = Some(name.to_string());
+                        format!("ok inserted {name}")
+                    }
+                    Err(e) => format!("error {e}"),
+                },
+            },
+            (Some("remove"), None) => match slot.remove() {
+                Some(_) => {
+                    let name = inserted.take().unwrap_or_default();
+                    format!("ok removed {name}")
+                }
+                None => "ok no card was inserted".to_string(),
+            },
+            (Some("pull-after"), Some(n)) => match n.parse::<u64>() {
+                Ok(n) if n > 0 => {
+                    slot.pull_after(n);
+                    format!("ok card will be pulled during APDU {n}")
+                }
+                _ => format!("error pull-after takes a positive number, got {n}"),
+            },
+            (Some("status"), None) => match (&inserted, slot.card()) {
+                (Some(name), Some(card)) if slot.is_inserted() => {
+                    let c = lock(&card);
+                    format!(
+                        "ok inserted={name} apdus={} pin_tries_left={}",
+                        slot.apdus(),
+                        c.image().pin.tries_left
+                    )
+                }
+                _ => format!("ok inserted=none apdus={}", slot.apdus()),
+            },
+            (Some("quit"), None) => break,
+            _ => format!(
+                "error unknown command {line:?} (list, insert NAME, remove, pull-after N, status, quit)"
+            ),
+        };
+        writeln!(out, "{reply}")?;
+        out.flush()?;
+    }
+    slot.remove();
+    Ok(())
+}
