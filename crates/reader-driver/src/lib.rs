@@ -13,5 +13,7 @@ pub mod trace;
 
 pub use error::DriverError;
 pub use events::{EventWatcher, ReaderEvent};
-pub use pcsc_backend::{ActiveProtocol, PcscCard, PcscContext, PcscTransaction, ProtocolChoice};
+pub use pcsc_backend::{
+    ActiveProtocol, PcscCard, PcscContext, PcscTransaction, ProtocolChoice, ReaderStatus,
+};
 pub use trace::JsonLinesTrace;

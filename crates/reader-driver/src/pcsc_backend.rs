@@ -161,6 +161,48 @@ impl PcscContext {
         }
     }
 
+    /// Every reader with whether a card is in it and the card's ATR, without connecting.
+    pub fn reader_states(&mut self) -> Result<Vec<ReaderStatus>, DriverError> {
+        let names: Vec<CString> = self
+            .readers()?
+            .into_iter()
+            .filter_map(|n| CString::new(n).ok())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let states = self.with_context(
+            |ctx| {
+                let mut states: Vec<ReaderState> = names
+                    .iter()
+                    .map(|n| ReaderState::new(n.clone(), State::UNAWARE))
+                    .collect();
+                ctx.get_status_change(Duration::ZERO, &mut states)
+                    .map(|()| states)
+            },
+            "get status",
+            "",
+        )?;
+        Ok(states
+            .iter()
+            .map(|s| {
+                let st = s.event_state();
+                let present = st.contains(State::PRESENT) && !st.contains(State::EMPTY);
+                ReaderStatus {
+                    name: s.name().to_string_lossy().into_owned(),
+                    present,
+                    mute: st.contains(State::MUTE),
+                    in_use: st.contains(State::INUSE),
+                    atr: if present {
+                        s.atr().to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect())
+    }
+
     /// Connect to the card in `reader`, shared, with the protocol asked for.
     pub fn connect(
         &mut self,
@@ -219,6 +261,21 @@ fn card_atr(card: &pcsc::Card) -> Vec<u8> {
     card.get_attribute_owned(pcsc::Attribute::AtrString)
         .or_else(|_| card.status2_owned().map(|s| s.atr().to_vec()))
         .unwrap_or_default()
+}
+
+/// A reader as seen without connecting to its card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderStatus {
+    /// Reader name.
+    pub name: String,
+    /// A card is in the reader.
+    pub present: bool,
+    /// The card does not answer to reset.
+    pub mute: bool,
+    /// Another application is connected.
+    pub in_use: bool,
+    /// The card's ATR (empty if no card).
+    pub atr: Vec<u8>,
 }
 
 /// A card connected through PC/SC.

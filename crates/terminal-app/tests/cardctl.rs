@@ -1,0 +1,366 @@
+//! `cardctl` end to end: the binary against the software card in pcscd (vpcd), each
+//! subcommand checked on its output. Also the independent client: `opensc-tool` reads the same
+//! bytes from the virtual card.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use firmware_tests::testenv::{PcscEnv, SlotLease};
+use firmware_tests::{VirtualSlot, shared_fixture};
+use reader_driver::{EventWatcher, PcscContext};
+
+fn env() -> PcscEnv {
+    PcscEnv::load().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn wait_present(reader: &str, want: bool) {
+    let mut w = EventWatcher::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        w.next_events(Duration::from_millis(200));
+        if w.card_present(reader) == want {
+            return;
+        }
+    }
+    panic!("card in {reader} never became present={want}");
+}
+
+fn slot_with(card: &str) -> (SlotLease, VirtualSlot) {
+    let lease = env().lease().unwrap();
+    wait_present(&lease.reader, false);
+    let mut slot = VirtualSlot::new(lease.port);
+    slot.insert(shared_fixture(card).unwrap()).unwrap();
+    wait_present(&lease.reader, true);
+    (lease, slot)
+}
+
+fn cardctl(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardctl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn readers_lists_the_card_and_its_atr() {
+    let (lease, _slot) = slot_with("zhangsan");
+    let o = cardctl(&["readers"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&lease.reader))
+        .unwrap_or_else(|| panic!("{text}"));
+    let atr = card_core::apdu::HexFmt(&firmware_tests::profile::default_atr()).to_string();
+    assert!(
+        line.contains("card present") && line.contains(&atr),
+        "{line}"
+    );
+}
+
+#[test]
+fn atr_is_decoded() {
+    let (lease, _slot) = slot_with("wangfang-t0");
+    let o = cardctl(&["atr", "--reader", &lease.reader], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("ATR:    3B021450"), "{text}");
+    assert!(text.contains("protocols offered: T=0"), "{text}");
+    assert!(text.contains("historical bytes: 1450"), "{text}");
+}
+
+#[test]
+fn read_masks_unless_revealed() {
+    let (lease, _slot) = slot_with("zhangsan");
+    let o = cardctl(&["read", "--reader", &lease.reader], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("name:            张*\n"), "{text}");
+    assert!(text.contains("110***********3011"), "{text}");
+    assert!(text.contains("A*******1"), "{text}");
+    assert!(
+        !text.contains("张三")
+            && !text.contains("110105198703153011")
+            && !text.contains("A00000011"),
+        "{text}"
+    );
+    assert!(text.contains("expiry date:     2034-01-14\n"), "{text}");
+
+    let o = cardctl(
+        &[
+            "read",
+            "--reader",
+            &lease.reader,
+            "--reveal",
+            "--json",
+            "--by-tag",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["holder"]["name"], "张三");
+    assert_eq!(v["holder"]["ssn"], "110105198703153011");
+    assert_eq!(v["holder"]["birth_date"], "1987-03-15");
+    assert_eq!(v["card"]["card_number"], "A00000011");
+    assert_eq!(v["card"]["expired"], false);
+    assert_eq!(v["apdus"], 1 + 7 + 6 + 1);
+}
+
+#[test]
+fn expired_card_is_flagged() {
+    let (lease, _slot) = slot_with("expired");
+    let o = cardctl(&["read", "--reader", &lease.reader], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("expiry date:     2020-02-29  EXPIRED"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn verify_pin_wrong_twice_then_right_then_blocked() {
+    let (lease, _slot) = slot_with("lisi");
+    let r = lease.reader.as_str();
+    for left in [2, 1] {
+        let o = cardctl(
+            &["verify-pin", "--reader", r, "--pin-stdin"],
+            Some("000000\n"),
+        );
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("wrong PIN, {left} tries left")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = cardctl(
+        &["verify-pin", "--reader", r, "--pin-stdin"],
+        Some("654321\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "PIN verified\n");
+    // cardctl leaves the card as it is (no reset on disconnect), so the verification holds
+    // for the next command, as it would for another application using the card.
+    let o = cardctl(&["pin-status", "--reader", r], None);
+    assert_eq!(stdout(&o), "PIN already verified\n");
+    for _ in 0..3 {
+        cardctl(
+            &["verify-pin", "--reader", r, "--pin-stdin"],
+            Some("000000\n"),
+        );
+    }
+    let o = cardctl(
+        &["verify-pin", "--reader", r, "--pin-stdin"],
+        Some("654321\n"),
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the PIN is blocked"), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&cardctl(&["pin-status", "--reader", r], None)),
+        "PIN blocked\n"
+    );
+    // A PIN that is not a PIN never reaches the card.
+    let o = cardctl(
+        &["verify-pin", "--reader", r, "--pin-stdin"],
+        Some("12ab\n"),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("only the digits"), "{}", stderr(&o));
+}
+
+#[test]
+fn apdu_and_trace() {
+    let (lease, _slot) = slot_with("zhangsan");
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let t = trace.to_str().unwrap();
+    let o = cardctl(
+        &[
+            "apdu",
+            "--reader",
+            &lease.reader,
+            "--trace",
+            t,
+            "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00",
+            "00 B2 07 28 00",
+            "00B2012F00",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[1],
+        "< 6F19840F7378312E73682EC9E7BBE1B1A3D5CFA506500453535345 9000 (normal processing)"
+    );
+    assert_eq!(
+        lines[3],
+        "< 0709413030303030303131 9000 (normal processing)"
+    );
+    assert_eq!(lines[5], "< 6A86 (incorrect parameters P1-P2)");
+    // The PIN never reaches the trace.
+    let o = cardctl(
+        &[
+            "verify-pin",
+            "--reader",
+            &lease.reader,
+            "--trace",
+            t,
+            "--pin-stdin",
+        ],
+        Some("123456\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trace_text = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(trace_text.lines().count(), 5, "{trace_text}");
+    assert!(!trace_text.contains("123456"), "{trace_text}");
+    assert!(
+        trace_text.contains("\"apdu\":\"0020000003\",\"redacted\":3"),
+        "{trace_text}"
+    );
+    // Bad input is a clear error.
+    let o = cardctl(&["apdu", "--reader", &lease.reader, "00A4zz"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not hex"), "{}", stderr(&o));
+    let o = cardctl(&["apdu", "--reader", &lease.reader, "00A4"], None);
+    assert!(
+        stderr(&o).contains("is not a command APDU"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn raw_apdu_shows_61xx() {
+    let (lease, _slot) = slot_with("wangfang-t0");
+    let o = cardctl(
+        &[
+            "apdu",
+            "--raw",
+            "--reader",
+            &lease.reader,
+            "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("< 611B (response bytes still available: 27)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn watch_reports_insert_and_remove() {
+    let lease = env().lease().unwrap();
+    wait_present(&lease.reader, false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardctl"))
+        .args(["watch", "--timeout", "8"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut slot = VirtualSlot::new(lease.port);
+    slot.insert(shared_fixture("lisi").unwrap()).unwrap();
+    wait_present(&lease.reader, true);
+    slot.remove();
+    wait_present(&lease.reader, false);
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let added = text
+        .find(&format!("reader added    {}", lease.reader))
+        .unwrap_or_else(|| panic!("{text}"));
+    let inserted = text
+        .find(&format!("card inserted   {}", lease.reader))
+        .unwrap_or_else(|| panic!("{text}"));
+    let removed = text
+        .find(&format!("card removed    {}", lease.reader))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(added < inserted && inserted < removed, "{text}");
+}
+
+#[test]
+fn opensc_tool_reads_the_virtual_card() {
+    // An independent PC/SC client: OpenSC's opensc-tool sends raw APDUs through pcscd.
+    let (lease, _slot) = slot_with("zhangsan");
+    let o = Command::new("opensc-tool")
+        .args([
+            "-r",
+            &lease.reader,
+            "-c",
+            "default",
+            "-s",
+            "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00",
+            "-s",
+            "00B2093000",
+            "-s",
+            "00B2072800",
+        ])
+        .output()
+        .expect("opensc-tool is installed by scripts/pcsc-env.sh install");
+    let text = String::from_utf8_lossy(&o.stdout).to_uppercase();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // SELECT answers the FCI with the AID; READ RECORD by tag 09 in SFI 6 answers the name
+    // record (张三 in GBK, padded to 30 bytes); tag 07 in SFI 5 the card number.
+    assert!(text.contains("RECEIVED (SW1=0X90, SW2=0X00)"), "{text}");
+    // (opensc-tool prints 16 bytes per line.)
+    assert!(
+        text.contains("6F 19 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1"),
+        "{text}"
+    );
+    assert!(text.contains("A3 D5 CF A5 06 50 04 53 53 53 45"), "{text}");
+    assert!(text.contains("09 1E D5 C5 C8 FD 00 00"), "{text}");
+    assert!(text.contains("07 09 41 30 30 30 30 30 30 31 31"), "{text}");
+}
+
+#[test]
+fn no_pcscd_says_how_to_start_it() {
+    let env = env();
+    let lease = env.exclusive().unwrap();
+    lease.stop().unwrap();
+    let o = cardctl(&["readers"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("pcscd) is not running") && err.contains("pcsc-env.sh start"),
+        "{err}"
+    );
+    let o = cardctl(&["read"], None);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    lease.start().unwrap();
+    assert!(PcscContext::new().is_ok());
+}
