@@ -24,12 +24,12 @@ pub enum StatusWord {
     /// `6282`: end of file or record reached before reading Le bytes.
     EndOfFile,
     /// `6283`: selected file or application is invalidated (PBOC: application blocked,
-    /// JR/T 0025.5 §6.3).
+    /// JR/T 0025.5 §6.5).
     SelectedFileInvalidated,
     /// `62xx` (other): warning, non-volatile memory unchanged.
     WarningUnchanged(u8),
     /// `6300`: verification or authentication failed, no further information (PBOC EXTERNAL
-    /// AUTHENTICATE, JR/T 0025.5 §14).
+    /// AUTHENTICATE, JR/T 0025.5 §15.3).
     AuthenticationFailed,
     /// `63Cx`: wrong PIN (or other reference data); `x` tries are left.
     WrongPin {
@@ -58,10 +58,10 @@ pub enum StatusWord {
     IncompatibleFileStructure,
     /// `6982`: security status not satisfied (e.g. PIN not verified).
     SecurityStatusNotSatisfied,
-    /// `6983`: authentication method blocked (PIN blocked). JR/T 0025.5 §7.
+    /// `6983`: authentication method blocked (PIN blocked). JR/T 0025.5 §11.3.
     AuthenticationBlocked,
     /// `6984`: referenced data invalidated (PBOC: PIN try limit exceeded in an earlier
-    /// transaction, JR/T 0025.5 §7; also "no challenge obtained").
+    /// transaction, JR/T 0025.5 §11.3; also "no challenge obtained").
     ReferenceDataInvalidated,
     /// `6985`: conditions of use not satisfied.
     ConditionsNotSatisfied,

@@ -239,7 +239,7 @@ fn pin_result(sw: StatusWord, command: &'static str) -> Result<(), SsseError> {
         StatusWord::Success => Ok(()),
         StatusWord::WrongPin { tries_left: 0 } => Err(SsseError::PinBlocked),
         StatusWord::WrongPin { tries_left } => Err(SsseError::WrongPin { tries_left }),
-        // 6983 blocked now, 6984 blocked in an earlier session (JR/T 0025.5 §7).
+        // 6983 blocked now, 6984 blocked in an earlier session (JR/T 0025.5 §11.3).
         StatusWord::AuthenticationBlocked | StatusWord::ReferenceDataInvalidated => {
             Err(SsseError::PinBlocked)
         }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh Debian machine with Rust installed it installs the
+# Debian packages that are missing, starts pcscd with the project's virtual readers (no
+# systemd needed), and runs every test of the workspace against them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+
+scripts/pcsc-env.sh install
+scripts/pcsc-env.sh start
+# shellcheck disable=SC1091
+source "${SSCARD_PCSC_DIR:-/tmp/sscard-pcsc}/env"
+export SSCARD_PCSC_DIR
+
+# The tests lease vpcd slots, so they may run in parallel; leave pcscd running afterwards only
+# if asked (handy when iterating), otherwise stop it.
+status=0
+cargo test --workspace --locked "$@" || status=$?
+if [ "${SSCARD_KEEP_PCSCD:-0}" != 1 ]; then
+    scripts/pcsc-env.sh stop
+fi
+exit "$status"
