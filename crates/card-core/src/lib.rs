@@ -16,6 +16,7 @@
 pub mod apdu;
 pub mod atr;
 pub mod channel;
+pub mod crypto;
 pub mod mask;
 pub mod secret;
 pub mod ssse;

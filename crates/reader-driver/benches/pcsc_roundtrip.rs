@@ -13,9 +13,9 @@
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
+use card_core::CardSession;
 use card_core::apdu::Command;
 use card_core::ssse::{self, ReadStrategy};
-use card_core::CardSession;
 use firmware_tests::testenv::PcscEnv;
 use firmware_tests::{VirtualSlot, shared_fixture};
 use reader_driver::{EventWatcher, PcscContext, ProtocolChoice};
@@ -71,7 +71,9 @@ fn main() {
     let mut ctx = PcscContext::new().unwrap();
     let card = ctx.connect(&lease.reader, ProtocolChoice::T1).unwrap();
     let mut session = CardSession::new(card);
-    let select = Command::new(0x00, 0xa4, 0x04, 0x00).with_data(&SELECT[5..20]).expect_data();
+    let select = Command::new(0x00, 0xa4, 0x04, 0x00)
+        .with_data(&SELECT[5..20])
+        .expect_data();
 
     // Warm up both paths.
     for _ in 0..200 {
@@ -79,8 +81,16 @@ fn main() {
         session.send(&select).unwrap();
     }
 
-    let mut a = Stats { name: "(a) raw pcsc transmit, SELECT", apdus: 1.0, samples: Vec::new() };
-    let mut b = Stats { name: "(b) card-core send, SELECT", apdus: 1.0, samples: Vec::new() };
+    let mut a = Stats {
+        name: "(a) raw pcsc transmit, SELECT",
+        apdus: 1.0,
+        samples: Vec::new(),
+    };
+    let mut b = Stats {
+        name: "(b) card-core send, SELECT",
+        apdus: 1.0,
+        samples: Vec::new(),
+    };
     // Alternate one by one, so scheduling noise (the round trip crosses four threads in three
     // processes on two cores) affects both the same way.
     for _ in 0..iterations {
@@ -94,10 +104,21 @@ fn main() {
         assert!(r.is_success());
     }
 
-    let mut c = Stats { name: "(c) SSSE identity read, all records", apdus: 0.0, samples: Vec::new() };
-    let mut d = Stats { name: "(c') SSSE identity read, by tag", apdus: 0.0, samples: Vec::new() };
+    let mut c = Stats {
+        name: "(c) SSSE identity read, all records",
+        apdus: 0.0,
+        samples: Vec::new(),
+    };
+    let mut d = Stats {
+        name: "(c') SSSE identity read, by tag",
+        apdus: 0.0,
+        samples: Vec::new(),
+    };
     let reads = (iterations / 4).max(50);
-    for (stats, strategy) in [(&mut c, ReadStrategy::AllRecords), (&mut d, ReadStrategy::ByTag)] {
+    for (stats, strategy) in [
+        (&mut c, ReadStrategy::AllRecords),
+        (&mut d, ReadStrategy::ByTag),
+    ] {
         let before = session.exchanges();
         for _ in 0..reads {
             let t = Instant::now();
@@ -125,7 +146,10 @@ fn main() {
     }
     drop(raw);
 
-    println!("APDU round trips through pcscd + vpcd + software card ({} iterations, reader {:?}, T=1)", iterations, lease.reader);
+    println!(
+        "APDU round trips through pcscd + vpcd + software card ({} iterations, reader {:?}, T=1)",
+        iterations, lease.reader
+    );
     println!();
     println!("| case | APDUs/op | median µs | p99 µs | median µs/APDU |");
     println!("|---|---:|---:|---:|---:|");
