@@ -88,6 +88,23 @@ pub enum NodeKind {
     },
 }
 
+/// What [`FileSystem::add_ef`] needs to create an elementary file.
+#[derive(Debug, Clone)]
+pub struct EfSpec<'a> {
+    /// File identifier.
+    pub fid: u16,
+    /// Human name.
+    pub name: &'a str,
+    /// Short file identifier.
+    pub sfi: Option<u8>,
+    /// Structure and content.
+    pub body: EfBody,
+    /// Read access.
+    pub read: Access,
+    /// Update access.
+    pub update: Access,
+}
+
 /// One file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -203,27 +220,18 @@ impl FileSystem {
     }
 
     /// Add an EF under `parent`.
-    pub fn add_ef(
-        &mut self,
-        parent: NodeId,
-        fid: u16,
-        name: &str,
-        sfi: Option<u8>,
-        body: EfBody,
-        read: Access,
-        update: Access,
-    ) -> Result<NodeId, FsError> {
+    pub fn add_ef(&mut self, parent: NodeId, ef: EfSpec<'_>) -> Result<NodeId, FsError> {
         self.add(
             parent,
             Node {
-                fid,
-                name: name.into(),
+                fid: ef.fid,
+                name: ef.name.into(),
                 parent: Some(parent),
                 kind: NodeKind::Ef {
-                    sfi,
-                    body,
-                    read,
-                    update,
+                    sfi: ef.sfi,
+                    body: ef.body,
+                    read: ef.read,
+                    update: ef.update,
                 },
             },
         )
@@ -395,16 +403,18 @@ mod tests {
         let ef = fs
             .add_ef(
                 ddf,
-                0xef05,
-                "EF05",
-                Some(5),
-                EfBody::Linear {
-                    records: vec![vec![1, 1, 0xaa], vec![7, 1, 0xbb]],
-                    max_records: 10,
-                    max_record_len: 40,
+                EfSpec {
+                    fid: 0xef05,
+                    name: "EF05",
+                    sfi: Some(5),
+                    body: EfBody::Linear {
+                        records: vec![vec![1, 1, 0xaa], vec![7, 1, 0xbb]],
+                        max_records: 10,
+                        max_record_len: 40,
+                    },
+                    read: Access::Always,
+                    update: Access::Never,
                 },
-                Access::Always,
-                Access::Never,
             )
             .unwrap();
         assert_eq!(fs.child_by_fid(ddf, 0xef05), Some(ef));

@@ -14,7 +14,7 @@ use card_core::ssse::{self, CardNumber, Date, IdNumber, PersonName};
 use card_core::tlv::{Tag, Tlv};
 use serde::{Deserialize, Serialize};
 
-use crate::fs::{Access, EfBody, FileSystem, MF};
+use crate::fs::{Access, EfBody, EfSpec, FileSystem, MF};
 use crate::image::{Behaviour, CardImage, PinState};
 
 /// File identifier of the SSSE DDF.
@@ -323,45 +323,53 @@ impl Profile {
 
         let mut fs = FileSystem::new();
         let build = |e: crate::fs::FsError| field("files")(format!("{e:?}"));
-        fs.add_ef(
-            MF,
-            FID_GDO,
-            "EF.GDO",
-            Some(2),
-            EfBody::Transparent {
-                size: serial.len() + 2,
-                data: record(0x5a, serial),
-            },
-            Access::Always,
-            Access::Never,
-        )
-        .map_err(build)?;
-        let ddf = fs
-            .add_df(MF, FID_SSSE, "SSSE", Some(ssse::AID.to_vec()))
-            .map_err(build)?;
+        let ef = |fid, name, sfi, body, read, update| EfSpec {
+            fid,
+            name,
+            sfi: Some(sfi),
+            body,
+            read,
+            update,
+        };
         let linear = |records: Vec<Vec<u8>>| EfBody::Linear {
             max_records: records.len().max(16),
             max_record_len: 64,
             records,
         };
+        let gdo = EfBody::Transparent {
+            size: serial.len() + 2,
+            data: record(0x5a, serial),
+        };
+        fs.add_ef(
+            MF,
+            ef(FID_GDO, "EF.GDO", 2, gdo, Access::Always, Access::Never),
+        )
+        .map_err(build)?;
+        let ddf = fs
+            .add_df(MF, FID_SSSE, "SSSE", Some(ssse::AID.to_vec()))
+            .map_err(build)?;
         fs.add_ef(
             ddf,
-            0xef05,
-            "EF05",
-            Some(ssse::SFI_EF05),
-            linear(ef05),
-            Access::Always,
-            Access::Never,
+            ef(
+                0xef05,
+                "EF05",
+                ssse::SFI_EF05,
+                linear(ef05),
+                Access::Always,
+                Access::Never,
+            ),
         )
         .map_err(build)?;
         fs.add_ef(
             ddf,
-            0xef06,
-            "EF06",
-            Some(ssse::SFI_EF06),
-            linear(ef06),
-            Access::Always,
-            Access::Pin,
+            ef(
+                0xef06,
+                "EF06",
+                ssse::SFI_EF06,
+                linear(ef06),
+                Access::Always,
+                Access::Pin,
+            ),
         )
         .map_err(build)?;
         let df04 = fs
@@ -369,26 +377,24 @@ impl Profile {
             .map_err(build)?;
         fs.add_ef(
             df04,
-            0xef05,
-            "DF04/EF05",
-            Some(5),
-            linear(medical),
-            Access::Pin,
-            Access::Never,
+            ef(
+                0xef05,
+                "DF04/EF05",
+                5,
+                linear(medical),
+                Access::Pin,
+                Access::Never,
+            ),
         )
         .map_err(build)?;
+        let log = EfBody::Cyclic {
+            records: Vec::new(),
+            max_records: 10,
+            max_record_len: 64,
+        };
         fs.add_ef(
             df04,
-            0xef08,
-            "DF04/EF08",
-            Some(8),
-            EfBody::Cyclic {
-                records: Vec::new(),
-                max_records: 10,
-                max_record_len: 64,
-            },
-            Access::Pin,
-            Access::Pin,
+            ef(0xef08, "DF04/EF08", 8, log, Access::Pin, Access::Pin),
         )
         .map_err(build)?;
 

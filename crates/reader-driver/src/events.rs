@@ -226,10 +226,10 @@ impl EventWatcher {
             }
             self.service_up = true;
             self.started = true;
-            if let Err(e) = self.sync_readers(&mut out) {
-                if is_service_error(e) {
-                    self.lose_service(&mut out);
-                }
+            if let Err(e) = self.sync_readers(&mut out)
+                && is_service_error(e)
+            {
+                self.lose_service(&mut out);
             }
             if !out.is_empty() {
                 return out;
@@ -248,11 +248,11 @@ impl EventWatcher {
         let Some(ctx) = self.ctx.clone() else {
             return out;
         };
-        if let Err(e) = ctx.get_status_change(Duration::ZERO, &mut states[..1]) {
-            if is_service_error(e) {
-                self.lose_service(&mut out);
-                return out;
-            }
+        if let Err(e) = ctx.get_status_change(Duration::ZERO, &mut states[..1])
+            && is_service_error(e)
+        {
+            self.lose_service(&mut out);
+            return out;
         }
         states[0].sync_current_state();
         let wait = deadline.saturating_duration_since(Instant::now());
@@ -299,12 +299,11 @@ impl EventWatcher {
             k.state = st;
             k.events = count;
         }
-        if pnp_changed || states.len() == 1 {
-            if let Err(e) = self.sync_readers(&mut out) {
-                if is_service_error(e) {
-                    self.lose_service(&mut out);
-                }
-            }
+        if (pnp_changed || states.len() == 1)
+            && let Err(e) = self.sync_readers(&mut out)
+            && is_service_error(e)
+        {
+            self.lose_service(&mut out);
         }
         out
     }

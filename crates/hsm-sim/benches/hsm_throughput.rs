@@ -1,0 +1,3 @@
+//! Placeholder: hsm-sim throughput benchmark (written with the hsm-sim tests).
+
+fn main() {}
