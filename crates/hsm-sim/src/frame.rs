@@ -83,6 +83,16 @@ pub fn build_response(header: &[u8], command: [u8; 2], error: ErrorCode, body: &
     out
 }
 
+/// The response to a message that could not be split into header and command: the header
+/// (padded to its length) and `ZZ`, then the error code.
+pub fn build_frame_error(header: &[u8], header_len: usize, error: ErrorCode) -> Vec<u8> {
+    let mut out: Vec<u8> = header.iter().copied().take(header_len).collect();
+    out.resize(header_len, b' ');
+    out.extend_from_slice(b"ZZ");
+    out.extend_from_slice(error.as_str().as_bytes());
+    out
+}
+
 /// Prefix a message with its 2-byte length.
 pub fn with_length(message: &[u8]) -> Option<Vec<u8>> {
     let len = u16::try_from(message.len()).ok()?;

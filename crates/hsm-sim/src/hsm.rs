@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::codes::ErrorCode;
 use crate::fields::{Fields, push_hex};
-use crate::frame::{build_response, parse_request};
+use crate::frame::{build_frame_error, build_response, parse_request};
 use crate::keys::{BlockKey, KeyType, Lmk, Scheme, Secret, check_value};
 use crate::store::{AuditRecord, Store, StoreError, StoredKey};
 
@@ -297,12 +297,7 @@ impl Hsm {
             Ok(r) => r,
             Err(e) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                let header = message
-                    .get(..self.header_len.min(message.len()))
-                    .unwrap_or_default();
-                let mut header = header.to_vec();
-                header.resize(self.header_len, b' ');
-                return build_response(&header, *b"ZZ", e.code(), b"");
+                return build_frame_error(message, self.header_len, e.code());
             }
         };
         let mut body = Vec::new();

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::codes::ErrorCode;
-use crate::frame::{MAX_MESSAGE, build_response, with_length};
+use crate::frame::{MAX_MESSAGE, build_frame_error, with_length};
 use crate::hsm::Hsm;
 
 /// Most connections served at once.
@@ -43,7 +43,7 @@ async fn handle(mut stream: TcpStream, hsm: Arc<Hsm>) -> std::io::Result<()> {
         let mut message = vec![0u8; n];
         stream.read_exact(&mut message).await?;
         let response = if n > MAX_MESSAGE {
-            build_response(&vec![b' '; header_len], *b"ZZ", ErrorCode::DataLength, b"")
+            build_frame_error(b"", header_len, ErrorCode::DataLength)
         } else if writes_store(&message, header_len) {
             let hsm = Arc::clone(&hsm);
             tokio::task::spawn_blocking(move || hsm.execute(&message))

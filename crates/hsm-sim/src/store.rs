@@ -149,12 +149,12 @@ impl Store {
              );",
         )?;
         let check = hex::encode_upper(lmk.check_value());
-        let stored: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM meta WHERE name = 'lmk_check'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match stored {
+        let mut store = Self {
+            conn,
+            lmk,
+            head: (0, [0u8; 32]),
+        };
+        match store.meta_bytes("lmk_check")? {
             Some(s) if s != check.as_bytes() => {
                 return Err(StoreError::WrongLmk {
                     stored: String::from_utf8_lossy(&s).into_owned(),
@@ -163,17 +163,12 @@ impl Store {
             }
             Some(_) => {}
             None => {
-                conn.execute(
+                store.conn.execute(
                     "INSERT INTO meta (name, value) VALUES ('lmk_check', ?1)",
                     params![check.as_bytes()],
                 )?;
             }
         }
-        let mut store = Self {
-            conn,
-            lmk,
-            head: (0, [0u8; 32]),
-        };
         store.head = store.verify_audit()?;
         Ok(store)
     }
@@ -345,27 +340,26 @@ impl Store {
             expected_seq += 1;
         }
         let last = expected_seq - 1;
-        let head: Option<(i64, Vec<u8>, Vec<u8>)> = self.conn.query_row(
-            "SELECT (SELECT value FROM meta WHERE name='audit_head_seq'),
-                        (SELECT value FROM meta WHERE name='audit_head_mac'),
-                        (SELECT value FROM meta WHERE name='audit_head_check')",
-            [],
-            |r| {
-                let seq: Option<Vec<u8>> = r.get(0)?;
-                let mac: Option<Vec<u8>> = r.get(1)?;
-                let check: Option<Vec<u8>> = r.get(2)?;
-                Ok(match (seq, mac, check) {
-                    (Some(s), Some(m), Some(c)) => {
-                        let s = std::str::from_utf8(&s)
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(-1);
-                        Some((s, m, c))
-                    }
-                    _ => None,
-                })
-            },
-        )?;
+        let head = match (
+            self.meta_bytes("audit_head_seq")?,
+            self.meta_bytes("audit_head_mac")?,
+            self.meta_bytes("audit_head_check")?,
+        ) {
+            (Some(s), Some(m), Some(c)) => {
+                let s = std::str::from_utf8(&s)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(-1);
+                Some((s, m, c))
+            }
+            (None, None, None) => None,
+            _ => {
+                return Err(StoreError::AuditTampered {
+                    seq: last,
+                    reason: "head malformed",
+                });
+            }
+        };
         match head {
             None if last == 0 => Ok((0, prev)),
             None => Err(StoreError::AuditTampered {
@@ -395,6 +389,26 @@ impl Store {
                 Ok((seq, prev))
             }
         }
+    }
+
+    /// A value of the meta table as bytes, whatever SQLite type it was stored as.
+    fn meta_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use rusqlite::types::Value;
+        let v: Option<Value> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match v {
+            None | Some(Value::Null) => None,
+            Some(Value::Blob(b)) => Some(b),
+            Some(Value::Text(t)) => Some(t.into_bytes()),
+            Some(Value::Integer(i)) => Some(i.to_string().into_bytes()),
+            Some(Value::Real(r)) => Some(r.to_string().into_bytes()),
+        })
     }
 
     /// Append an audit record.
