@@ -84,4 +84,35 @@ pub struct CardImage {
     pub pin: PinState,
     /// The files.
     pub fs: FileSystem,
+    /// Private keys, never readable through any command.
+    #[serde(default)]
+    pub keys: CardKeys,
+}
+
+/// The card's private keys. Zeroized on drop; `Debug` shows only which keys exist.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct CardKeys {
+    /// The SM2 private key of the PKI application (32 bytes), used by INTERNAL AUTHENTICATE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sm2_private: Option<Vec<u8>>,
+}
+
+impl CardKeys {
+    /// Install the SM2 private key.
+    pub fn set_sm2_private(&mut self, d: &[u8]) {
+        self.sm2_private = Some(d.to_vec());
+    }
+
+    /// Whether the card has an SM2 key pair.
+    pub const fn has_sm2(&self) -> bool {
+        self.sm2_private.is_some()
+    }
+}
+
+impl fmt::Debug for CardKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardKeys")
+            .field("sm2_private", &self.sm2_private.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }

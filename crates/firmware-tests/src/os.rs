@@ -211,10 +211,11 @@ impl SoftCard {
             (0x00, 0xdc) => self.update_record(cmd),
             (0x00, 0xe2) => self.append_record(cmd),
             (0x00, 0x84) => self.get_challenge(cmd),
+            (0x00, 0x88) => self.internal_authenticate(cmd),
             (0x00, 0x20) => self.verify(cmd),
             (0x80, 0x5e) => self.change_pin(cmd),
             (0x00, 0xc0) => self.get_response(cmd),
-            (_, 0xa4 | 0xb0 | 0xb2 | 0xd6 | 0xdc | 0xe2 | 0x84 | 0x20 | 0x5e | 0xc0) => {
+            (_, 0xa4 | 0xb0 | 0xb2 | 0xd6 | 0xdc | 0xe2 | 0x84 | 0x88 | 0x20 | 0x5e | 0xc0) => {
                 Err(Sw::ClaNotSupported)
             }
             (0x00 | 0x80 | 0x04 | 0x84, _) => Err(Sw::InsNotSupported),
@@ -643,6 +644,46 @@ impl SoftCard {
         getrandom::fill(&mut challenge).map_err(|_| Sw::ExecutionError)?;
         self.vol.challenge = Some(challenge.clone());
         Ok(challenge.into())
+    }
+
+    /// INTERNAL AUTHENTICATE in the PKI application: sign the terminal's dynamic data with the
+    /// card's SM2 key as signed dynamic application data, format `15` (JR/T 0025.17 §5.2.4
+    /// 表9/表11): `15 ‖ LDD ‖ ICC dynamic data ‖ r‖s`, signed over `15 ‖ LDD ‖ ICC dynamic data ‖
+    /// terminal dynamic data`. The ICC dynamic data is a fresh 8-byte ICC dynamic number with
+    /// its length (JR/T 0025.7). The answer is `77 { 9F4B ... }`.
+    fn internal_authenticate(&mut self, cmd: &Command) -> Outcome {
+        if cmd.p1 != 0 || cmd.p2 != 0 {
+            return Err(Sw::IncorrectP1P2);
+        }
+        let terminal = cmd.data();
+        if !(4..=32).contains(&terminal.len()) || cmd.ne().is_none() {
+            return Err(Sw::WrongLength);
+        }
+        let in_pki = matches!(
+            self.image.fs.node(self.vol.current_df).map(|n| &n.kind),
+            Some(NodeKind::Df { aid: Some(aid), .. }) if aid.as_slice() == card_core::ssse::PKI_ADF_AID
+        );
+        let Some(d) = self.image.keys.sm2_private.as_ref().filter(|_| in_pki) else {
+            return Err(Sw::ConditionsNotSatisfied);
+        };
+        let key =
+            card_core::crypto::sm2::Sm2PrivateKey::from_bytes(d).map_err(|_| Sw::ExecutionError)?;
+        let mut number = [0u8; 8];
+        getrandom::fill(&mut number).map_err(|_| Sw::ExecutionError)?;
+        let mut signed = vec![0x15, 9, 8];
+        signed.extend_from_slice(&number);
+        let header_len = signed.len();
+        signed.extend_from_slice(terminal);
+        let sig = key
+            .sign(card_core::crypto::sm2::DEFAULT_ID, &signed)
+            .map_err(|_| Sw::ExecutionError)?;
+        signed.truncate(header_len);
+        signed.extend_from_slice(&sig.to_bytes());
+        let sdad = Tlv::primitive(Tag::new(0x9f4b), signed);
+        let out = Tlv::constructed(Tag::new(0x77), vec![sdad])
+            .to_bytes()
+            .map_err(|_| Sw::ExecutionError)?;
+        self.deliver(out, cmd.ne().unwrap_or(SHORT_MAX_NE))
     }
 
     fn verify(&mut self, cmd: &Command) -> Outcome {

@@ -21,6 +21,10 @@ use crate::image::{Behaviour, CardImage, PinState};
 pub const FID_SSSE: u16 = 0xddf1;
 /// File identifier of DF04.
 pub const FID_DF04: u16 = 0xdf04;
+/// File identifier of the PKI directory (project profile).
+pub const FID_PKI_DDF: u16 = 0xddf2;
+/// File identifier of the certificate application SS.CERT.ADF1 (project profile).
+pub const FID_PKI_ADF: u16 = 0xdf11;
 /// File identifier of EF.GDO (ICC serial number), transparent, under the MF.
 pub const FID_GDO: u16 = 0x2f02;
 
@@ -397,6 +401,40 @@ impl Profile {
             ef(0xef08, "DF04/EF08", 8, log, Access::Pin, Access::Pin),
         )
         .map_err(build)?;
+        // The PKI application: empty until personalised (crate::personalize).
+        let pki = fs
+            .add_df(MF, FID_PKI_DDF, "PKI", Some(ssse::PKI_DDF_AID.to_vec()))
+            .map_err(build)?;
+        let adf = fs
+            .add_df(
+                pki,
+                FID_PKI_ADF,
+                "SS.CERT.ADF1",
+                Some(ssse::PKI_ADF_AID.to_vec()),
+            )
+            .map_err(build)?;
+        let empty = |size| EfBody::Transparent {
+            data: Vec::new(),
+            size,
+        };
+        let public = ef(
+            0x0012,
+            "EF0012",
+            ssse::SFI_PKI_PUBLIC_KEY,
+            empty(65),
+            Access::Always,
+            Access::Never,
+        );
+        fs.add_ef(adf, public).map_err(build)?;
+        let auth = ef(
+            0x0018,
+            "EF0018",
+            ssse::SFI_PKI_AUTH_DATA,
+            empty(1024),
+            Access::Always,
+            Access::Never,
+        );
+        fs.add_ef(adf, auth).map_err(build)?;
 
         let atr = match &self.atr {
             Some(h) => hex::decode(h.replace(' ', "")).map_err(|e| field("atr")(e.to_string()))?,
@@ -413,6 +451,7 @@ impl Profile {
             behaviour: self.behaviour,
             pin: pin_state,
             fs,
+            keys: crate::image::CardKeys::default(),
         })
     }
 }

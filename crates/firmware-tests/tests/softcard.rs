@@ -306,3 +306,57 @@ fn records_can_be_updated_after_pin() {
     assert_eq!(send(&mut c, "00B20A4400").0, hex("300103"));
     assert_eq!(send(&mut c, "00B20B4400").1, 0x6A83);
 }
+
+#[test]
+fn internal_authenticate_signs_the_terminal_challenge() {
+    use card_core::crypto::sm2::{DEFAULT_ID, Sm2PrivateKey, Sm2Signature};
+    let key = Sm2PrivateKey::generate_os().unwrap();
+    let mut img = image("zhangsan");
+    // Unpersonalised: no key, 6985.
+    let mut c = SoftCard::in_memory(img.clone());
+    assert_eq!(
+        send(&mut c, "00A404000C 53532E434552542E41444631 00").1,
+        0x9000
+    );
+    assert_eq!(
+        send(&mut c, "0088000010 00112233445566778899AABBCCDDEEFF 00").1,
+        0x6985
+    );
+    img.keys.set_sm2_private(&key.expose_bytes()[..]);
+    let mut c = SoftCard::in_memory(img);
+    // Outside the PKI application: 6985.
+    assert_eq!(send(&mut c, SELECT_SSSE).1, 0x9000);
+    assert_eq!(
+        send(&mut c, "0088000010 00112233445566778899AABBCCDDEEFF 00").1,
+        0x6985
+    );
+    assert_eq!(
+        send(&mut c, "00A404000C 53532E434552542E41444631 00").1,
+        0x9000
+    );
+    assert_eq!(send(&mut c, "0088000002 0011 00").1, 0x6700);
+    assert_eq!(
+        send(&mut c, "0088010010 00112233445566778899AABBCCDDEEFF 00").1,
+        0x6A86
+    );
+    let challenge = hex("00112233445566778899AABBCCDDEEFF");
+    let (r, sw) = send(&mut c, "0088000010 00112233445566778899AABBCCDDEEFF 00");
+    assert_eq!(sw, 0x9000);
+    // 77 { 9F4B { 15 09 08 <8-byte number> r||s } }
+    let tlv = card_core::tlv::Tlv::parse(&r).unwrap();
+    let sdad = tlv
+        .find(card_core::tlv::Tag::new(0x9f4b))
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    assert_eq!(&sdad[..3], &[0x15, 0x09, 0x08]);
+    assert_eq!(sdad.len(), 3 + 8 + 64);
+    let mut signed = sdad[..11].to_vec();
+    signed.extend_from_slice(&challenge);
+    let sig = Sm2Signature::from_bytes(&sdad[11..]).unwrap();
+    key.public_key().verify(DEFAULT_ID, &signed, &sig).unwrap();
+    // A fresh ICC dynamic number each time.
+    let (r2, _) = send(&mut c, "0088000010 00112233445566778899AABBCCDDEEFF 00");
+    assert_ne!(r2[6..14], r[6..14]);
+}

@@ -25,6 +25,17 @@ pub const AID: [u8; 15] = [
 ];
 /// AID of DF04 (social insurance 2, medical).
 pub const DF04_AID: [u8; 6] = [0xd1, 0x56, 0x00, 0x00, 0x05, 0x03];
+/// AID of the third-generation PKI directory: "PKI." followed by 社会保障 in GBK.
+pub const PKI_DDF_AID: [u8; 12] = [
+    0x50, 0x4b, 0x49, 0x2e, 0xc9, 0xe7, 0xbb, 0xe1, 0xb1, 0xa3, 0xd5, 0xcf,
+];
+/// AID of the certificate application in the PKI directory: "SS.CERT.ADF1".
+pub const PKI_ADF_AID: [u8; 12] = *b"SS.CERT.ADF1";
+/// SFI of the PKI application's signing public key (EF 0012).
+pub const SFI_PKI_PUBLIC_KEY: u8 = 0x12;
+/// SFI of the PKI application's card-authentication data (EF 0018): CA index, issuer and ICC
+/// certificates, PAN (project profile; docs/card-profile.md).
+pub const SFI_PKI_AUTH_DATA: u8 = 0x18;
 /// SFI of EF05 (card identification).
 pub const SFI_EF05: u8 = 5;
 /// SFI of EF06 (cardholder).
