@@ -1,0 +1,2 @@
+//! The central server (work in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! The sync agent (work in progress).
+fn main() {}

@@ -1,0 +1,132 @@
+//! Schema versions of the ledger, applied in order inside one transaction each and recorded
+//! in `PRAGMA user_version`. A file with a newer version than this code knows is refused rather
+//! than guessed at.
+//!
+//! Append-only is enforced by the schema itself: triggers abort any `UPDATE` or `DELETE` on
+//! `entries` and `outcomes`. What changes (the upload checkpoint, batches, hot list, parameters,
+//! cardholder records) lives in other tables.
+
+use rusqlite::Connection;
+
+use super::LedgerError;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: payments, outcomes, the upload checkpoint, batches, hot list, parameters, cardholders.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE entries (
+        seq INTEGER PRIMARY KEY,
+        idempotency_id TEXT NOT NULL UNIQUE,
+        batch_no INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        amount_fen INTEGER NOT NULL,
+        currency INTEGER NOT NULL,
+        pan_masked TEXT NOT NULL,
+        pan_index BLOB NOT NULL,
+        pan_enc BLOB NOT NULL,
+        psn_enc BLOB NOT NULL,
+        txn_time TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TRIGGER entries_append_only_u BEFORE UPDATE ON entries
+        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+     CREATE TRIGGER entries_append_only_d BEFORE DELETE ON entries
+        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+     CREATE TABLE outcomes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER NOT NULL REFERENCES entries(seq),
+        state TEXT NOT NULL,
+        atc INTEGER,
+        cid INTEGER,
+        cryptogram TEXT,
+        algorithm TEXT,
+        mac_data TEXT,
+        note TEXT,
+        recorded_at INTEGER NOT NULL
+     );
+     CREATE INDEX outcomes_by_seq ON outcomes(seq, id);
+     CREATE TRIGGER outcomes_append_only_u BEFORE UPDATE ON outcomes
+        BEGIN SELECT RAISE(ABORT, 'ledger outcomes are append-only'); END;
+     CREATE TRIGGER outcomes_append_only_d BEFORE DELETE ON outcomes
+        BEGIN SELECT RAISE(ABORT, 'ledger outcomes are append-only'); END;
+     CREATE TABLE uploads (
+        seq INTEGER PRIMARY KEY REFERENCES entries(seq),
+        state TEXT NOT NULL,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL
+     );
+     CREATE INDEX uploads_by_state ON uploads(state, seq);
+     CREATE TABLE batches (
+        batch_no INTEGER PRIMARY KEY,
+        state TEXT NOT NULL,
+        opened_at INTEGER NOT NULL,
+        closing_at INTEGER,
+        result TEXT
+     );
+     CREATE TABLE hotlist (
+        pan_index BLOB PRIMARY KEY,
+        pan_masked TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        version INTEGER NOT NULL
+     );
+     CREATE TABLE params (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE cardholders (
+        ssn_index BLOB PRIMARY KEY,
+        card_index BLOB NOT NULL,
+        record_enc BLOB NOT NULL,
+        version INTEGER NOT NULL
+     );
+     CREATE INDEX cardholders_by_card ON cardholders(card_index);",
+    // 2: entries by batch, for batch totals; a log of sync runs for `sync-agent status`.
+    "CREATE INDEX entries_by_batch ON entries(batch_no, seq);
+     CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome TEXT NOT NULL,
+        detail TEXT
+     );",
+];
+
+/// The schema version this code writes.
+pub fn latest() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// The schema version of an open database.
+pub fn version(conn: &Connection) -> Result<i64, LedgerError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Bring the schema to [`latest`].
+pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    migrate_to(conn, latest())
+}
+
+/// Bring the schema to `target` (tests use it to make old files).
+pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), LedgerError> {
+    let found = version(conn)?;
+    if found > latest() {
+        return Err(LedgerError::SchemaTooNew {
+            found,
+            supported: latest(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let to = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        if to <= found || to > target {
+            continue;
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another connection may have migrated meanwhile.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now >= to {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", to)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Payments, write-ahead: [`Ledger::begin_payment`] appends the intent (and commits it to
+//! disk) before the kernel sends the card command that can debit; [`Ledger::record_outcome`]
+//! appends what happened after. Neither ever updates or deletes a row (the schema's triggers
+//! refuse it); an entry's state is its latest outcome, or `intent` if it has none.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Ledger, LedgerError, state_from_db};
+use crate::clock;
+use crate::entry::{
+    CardResult, CryptogramType, EntryKind, EntryState, HexArray, IdempotencyId, MAX_AMOUNT_FEN,
+    MacData, Pan, Psn, TxnTime, UploadEntry,
+};
+
+/// What the kernel knows before the card command.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    /// Kind.
+    pub kind: EntryKind,
+    /// Amount in fen, 1 to 999 999 999 999.
+    pub amount_fen: u64,
+    /// Currency (156).
+    pub currency: u16,
+    /// The card's PAN.
+    pub pan: Pan,
+    /// The card's PAN sequence number.
+    pub psn: Psn,
+    /// The terminal's local transaction time.
+    pub txn_time: TxnTime,
+}
+
+/// The intent as written: its sequence number and idempotency id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    /// Sequence number.
+    pub seq: u64,
+    /// Idempotency id.
+    pub idempotency_id: IdempotencyId,
+    /// Batch it belongs to.
+    pub batch_no: u32,
+}
+
+/// How a payment ended (or that it is in doubt).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The card answered with a TC.
+    Approved(CardResult),
+    /// The card answered with an AAC.
+    Declined(CardResult),
+    /// The card was pulled after the command: recover later.
+    Unknown,
+    /// The debiting command never took effect; `note` says why.
+    Voided {
+        /// Why.
+        note: String,
+    },
+}
+
+impl Outcome {
+    fn state(&self) -> EntryState {
+        match self {
+            Self::Approved(_) => EntryState::ApprovedOffline,
+            Self::Declined(_) => EntryState::Declined,
+            Self::Unknown => EntryState::Unknown,
+            Self::Voided { .. } => EntryState::Voided,
+        }
+    }
+}
+
+/// An entry as the ledger holds it, without the PAN in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Sequence number.
+    pub seq: u64,
+    /// Idempotency id.
+    pub idempotency_id: IdempotencyId,
+    /// Batch.
+    pub batch_no: u32,
+    /// Kind.
+    pub kind: EntryKind,
+    /// Amount in fen.
+    pub amount_fen: u64,
+    /// Currency.
+    pub currency: u16,
+    /// Masked PAN.
+    pub pan_masked: String,
+    /// Transaction time.
+    pub txn_time: TxnTime,
+    /// Current state.
+    pub state: EntryState,
+    /// The card's answer, if any.
+    pub card: Option<CardResult>,
+    /// Unix seconds the intent was written.
+    pub created_at: i64,
+}
+
+pub(crate) fn pan_aad(seq: u64) -> Vec<u8> {
+    format!("entries.pan:{seq}").into_bytes()
+}
+
+pub(crate) fn psn_aad(seq: u64) -> Vec<u8> {
+    format!("entries.psn:{seq}").into_bytes()
+}
+
+pub(crate) const ENTRY_COLUMNS: &str = "e.seq, e.idempotency_id, e.batch_no, e.kind, e.amount_fen, \
+     e.currency, e.pan_masked, e.txn_time, e.created_at, \
+     o.state, o.atc, o.cid, o.cryptogram, o.algorithm, o.mac_data";
+
+/// The latest outcome of each entry, joined (LEFT JOIN: none means `intent`).
+pub(crate) const ENTRY_FROM: &str = "FROM entries e LEFT JOIN outcomes o ON o.id = \
+     (SELECT MAX(id) FROM outcomes WHERE seq = e.seq)";
+
+pub(crate) fn row_to_entry(r: &rusqlite::Row<'_>) -> Result<LedgerEntry, LedgerError> {
+    let seq: i64 = r.get(0)?;
+    let idem: String = r.get(1)?;
+    let batch: i64 = r.get(2)?;
+    let kind: String = r.get(3)?;
+    let amount: i64 = r.get(4)?;
+    let currency: i64 = r.get(5)?;
+    let state: Option<String> = r.get(9)?;
+    let state = match state {
+        Some(s) => state_from_db(&s)?,
+        None => EntryState::Intent,
+    };
+    let atc: Option<i64> = r.get(10)?;
+    let cid: Option<i64> = r.get(11)?;
+    let cryptogram: Option<String> = r.get(12)?;
+    let algorithm: Option<String> = r.get(13)?;
+    let mac_data: Option<String> = r.get(14)?;
+    let card = match (atc, cid, cryptogram, algorithm, mac_data) {
+        (Some(atc), Some(cid), Some(c), Some(a), Some(m)) => Some(CardResult {
+            atc: u16::try_from(atc).map_err(|_| LedgerError::Corrupt("atc"))?,
+            cid: HexArray([u8::try_from(cid).map_err(|_| LedgerError::Corrupt("cid"))?]),
+            cryptogram: HexArray::try_from(c)?,
+            algorithm: a.parse()?,
+            mac_data: MacData::try_from(m)?,
+        }),
+        _ => None,
+    };
+    Ok(LedgerEntry {
+        seq: u64::try_from(seq).map_err(|_| LedgerError::Corrupt("seq"))?,
+        idempotency_id: idem.parse()?,
+        batch_no: u32::try_from(batch).map_err(|_| LedgerError::Corrupt("batch_no"))?,
+        kind: kind.parse()?,
+        amount_fen: u64::try_from(amount).map_err(|_| LedgerError::Corrupt("amount"))?,
+        currency: u16::try_from(currency).map_err(|_| LedgerError::Corrupt("currency"))?,
+        pan_masked: r.get(6)?,
+        txn_time: TxnTime::try_from(r.get::<_, String>(7)?)?,
+        state,
+        card,
+        created_at: r.get(8)?,
+    })
+}
+
+fn to_i64(v: u64) -> Result<i64, LedgerError> {
+    i64::try_from(v).map_err(|_| LedgerError::Amount)
+}
+
+impl Ledger {
+    /// Write the intent of a payment, durably, before the card command that can debit. Refuses
+    /// a card on the hot list and an amount out of range.
+    pub fn begin_payment(&mut self, p: &NewPayment) -> Result<Intent, LedgerError> {
+        if p.amount_fen == 0 || p.amount_fen > MAX_AMOUNT_FEN {
+            return Err(LedgerError::Amount);
+        }
+        self.hotlist_check(&p.pan)?;
+        let idempotency_id = IdempotencyId::generate().map_err(|_| LedgerError::Corrupt("rng"))?;
+        let pan_index = self.key().blind_index("pan", p.pan.expose());
+        let now = clock::unix_now();
+        let key = &self.key;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last: Option<i64> = tx.query_row("SELECT MAX(seq) FROM entries", [], |r| r.get(0))?;
+        let seq = u64::try_from(last.unwrap_or(0))
+            .map_err(|_| LedgerError::Corrupt("seq"))?
+            .saturating_add(1);
+        let batch_no = super::batches::current_batch_in(&tx, now)?;
+        let pan_enc = key.seal_str(&pan_aad(seq), p.pan.expose())?;
+        let psn_enc = key.seal_str(&psn_aad(seq), p.psn.as_str())?;
+        tx.execute(
+            "INSERT INTO entries (seq, idempotency_id, batch_no, kind, amount_fen, currency,
+                pan_masked, pan_index, pan_enc, psn_enc, txn_time, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                to_i64(seq)?,
+                idempotency_id.to_hex(),
+                batch_no,
+                p.kind.as_str(),
+                to_i64(p.amount_fen)?,
+                p.currency,
+                p.pan.masked(),
+                pan_index.as_slice(),
+                pan_enc,
+                psn_enc,
+                p.txn_time.as_str(),
+                now
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Intent {
+            seq,
+            idempotency_id,
+            batch_no,
+        })
+    }
+
+    /// Append the outcome of a payment. The state machine of [`EntryState::can_become`] is
+    /// enforced, and the cryptogram type must fit (TC for approved, AAC for declined). A final
+    /// outcome queues the entry for upload in the same transaction.
+    pub fn record_outcome(&mut self, seq: u64, outcome: &Outcome) -> Result<(), LedgerError> {
+        let to = outcome.state();
+        let card = match outcome {
+            Outcome::Approved(c) => {
+                if c.cryptogram_type() != CryptogramType::Tc {
+                    return Err(LedgerError::CryptogramType {
+                        seq,
+                        to: to.as_str(),
+                    });
+                }
+                Some(c)
+            }
+            Outcome::Declined(c) => {
+                if c.cryptogram_type() != CryptogramType::Aac {
+                    return Err(LedgerError::CryptogramType {
+                        seq,
+                        to: to.as_str(),
+                    });
+                }
+                Some(c)
+            }
+            Outcome::Unknown | Outcome::Voided { .. } => None,
+        };
+        let note = match outcome {
+            Outcome::Voided { note } => Some(note.as_str()),
+            _ => None,
+        };
+        let now = clock::unix_now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let seq_i = to_i64(seq)?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT seq FROM entries WHERE seq = ?1",
+                params![seq_i],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Err(LedgerError::NoSuchEntry(seq));
+        }
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT state FROM outcomes WHERE seq = ?1 ORDER BY id DESC LIMIT 1",
+                params![seq_i],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let from = match current {
+            Some(s) => state_from_db(&s)?,
+            None => EntryState::Intent,
+        };
+        if !from.can_become(to) {
+            return Err(LedgerError::Transition {
+                seq,
+                from: from.as_str(),
+                to: to.as_str(),
+            });
+        }
+        tx.execute(
+            "INSERT INTO outcomes (seq, state, atc, cid, cryptogram, algorithm, mac_data, note,
+                recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                seq_i,
+                to.as_str(),
+                card.map(|c| c.atc),
+                card.map(|c| c.cid.0[0]),
+                card.map(|c| String::from(c.cryptogram)),
+                card.map(|c| c.algorithm.as_str()),
+                card.map(|c| String::from(c.mac_data.clone())),
+                note,
+                now
+            ],
+        )?;
+        if to.is_final() {
+            tx.execute(
+                "INSERT INTO uploads (seq, state, attempts, updated_at) VALUES (?1, 'pending', 0, ?2)",
+                params![seq_i, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One entry, or `None`.
+    pub fn entry(&self, seq: u64) -> Result<Option<LedgerEntry>, LedgerError> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} {ENTRY_FROM} WHERE e.seq = ?1");
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![to_i64(seq)?])?;
+        match rows.next()? {
+            Some(r) => Ok(Some(row_to_entry(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All entries in sequence order (for reports and tests; a kiosk's ledger is small).
+    pub fn entries(&self) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} {ENTRY_FROM} ORDER BY e.seq");
+        let mut stmt = self.conn().prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(row_to_entry(r)?);
+        }
+        Ok(out)
+    }
+
+    /// Sequence numbers of entries still `intent` or `unknown` (to recover at the next insert of
+    /// their card).
+    pub fn unresolved(&self) -> Result<Vec<u64>, LedgerError> {
+        let sql = format!(
+            "SELECT e.seq {ENTRY_FROM} WHERE o.state IS NULL OR o.state = 'unknown' ORDER BY e.seq"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let seqs = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        seqs.into_iter()
+            .map(|s| u64::try_from(s).map_err(|_| LedgerError::Corrupt("seq")))
+            .collect()
+    }
+
+    /// The full upload form of an entry (PAN decrypted), if it is final.
+    pub(crate) fn upload_form(
+        &self,
+        e: LedgerEntry,
+        pan_enc: &[u8],
+        psn_enc: &[u8],
+    ) -> Result<UploadEntry, LedgerError> {
+        let pan = self.key().open_str(&pan_aad(e.seq), pan_enc)?;
+        let psn = self.key().open_str(&psn_aad(e.seq), psn_enc)?;
+        Ok(UploadEntry {
+            terminal_id: self.terminal().clone(),
+            seq: e.seq,
+            idempotency_id: e.idempotency_id,
+            batch_no: e.batch_no,
+            kind: e.kind,
+            state: e.state,
+            amount_fen: e.amount_fen,
+            currency: e.currency,
+            pan_masked: e.pan_masked,
+            pan: pan.as_str().parse()?,
+            psn: psn.as_str().parse()?,
+            txn_time: e.txn_time,
+            card: e.card,
+        })
+    }
+}

@@ -1,0 +1,583 @@
+//! The terminal ledger on real SQLite files: write-ahead intents and outcomes, append-only
+//! enforcement, the state machine, durability settings, migrations, encryption at rest, the
+//! hot list, parameters, cardholder records, the upload checkpoint and batches.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use backend_sync::entry::{CNY, EntryKind, EntryState, TerminalId, TxnTime};
+use backend_sync::field_crypto::FieldKey;
+use backend_sync::ledger::{Ledger, LedgerError, NewPayment, Outcome, UploadState, migrations};
+use backend_sync::testkit::TestCard;
+use backend_sync::wire::{
+    CardholderPage, CardholderRecord, EntryResult, EntryStatus, HotListAction, HotListChange,
+    HotListDelta, ParameterSet, RejectReason,
+};
+
+const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+
+fn key() -> FieldKey {
+    FieldKey::from_hex(KEY).unwrap()
+}
+
+fn tid() -> TerminalId {
+    "KIOSK-1".parse().unwrap()
+}
+
+fn open(path: &Path) -> Ledger {
+    Ledger::open(path, &tid(), key()).unwrap()
+}
+
+fn payment(card: &TestCard, amount: u64) -> NewPayment {
+    NewPayment {
+        kind: EntryKind::EcPurchase,
+        amount_fen: amount,
+        currency: CNY,
+        pan: card.pan.clone(),
+        psn: card.psn.clone(),
+        txn_time: "20250301101500".parse().unwrap(),
+    }
+}
+
+/// Intent, card command, outcome: what the kernel does.
+fn pay(l: &mut Ledger, card: &mut TestCard, amount: u64) -> u64 {
+    let p = payment(card, amount);
+    let intent = l.begin_payment(&p).unwrap();
+    let r = card.generate_ac(0x40, amount, CNY, &p.txn_time, p.kind);
+    l.record_outcome(intent.seq, &Outcome::Approved(r)).unwrap();
+    intent.seq
+}
+
+#[test]
+fn intent_is_written_before_the_outcome_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut card = TestCard::demo_sm4(1).unwrap();
+    let seq;
+    {
+        let mut l = open(&path);
+        let intent = l.begin_payment(&payment(&card, 150)).unwrap();
+        seq = intent.seq;
+        assert_eq!(seq, 1);
+        let e = l.entry(seq).unwrap().unwrap();
+        assert_eq!(e.state, EntryState::Intent);
+        assert_eq!(e.idempotency_id, intent.idempotency_id);
+        assert_eq!(l.unresolved().unwrap(), vec![1]);
+        // Intents are not uploaded.
+        assert!(l.pending_upload(10).unwrap().is_empty());
+        // The process dies here, between the intent and the card's answer.
+    }
+    let mut l = open(&path);
+    assert_eq!(
+        l.unresolved().unwrap(),
+        vec![1],
+        "the intent survived the restart"
+    );
+    assert_eq!(l.entry(seq).unwrap().unwrap().state, EntryState::Intent);
+    let r = card.generate_ac(
+        0x40,
+        150,
+        CNY,
+        &"20250301101500".parse().unwrap(),
+        EntryKind::EcPurchase,
+    );
+    l.record_outcome(seq, &Outcome::Approved(r.clone()))
+        .unwrap();
+    let e = l.entry(seq).unwrap().unwrap();
+    assert_eq!(e.state, EntryState::ApprovedOffline);
+    assert_eq!(e.card, Some(r));
+    let up = l.pending_upload(10).unwrap();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].pan, card.pan, "the PAN is decrypted for upload");
+    assert_eq!(up[0].pan_masked, card.pan.masked());
+    assert_eq!(
+        l.upload_state(seq).unwrap().unwrap().0,
+        UploadState::Pending
+    );
+    assert!(l.unresolved().unwrap().is_empty());
+}
+
+#[test]
+fn entries_and_outcomes_cannot_be_updated_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut l = open(&path);
+    let mut card = TestCard::demo_sm4(2).unwrap();
+    pay(&mut l, &mut card, 99);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    for sql in [
+        "UPDATE entries SET amount_fen = 1",
+        "DELETE FROM entries",
+        "UPDATE outcomes SET state = 'voided'",
+        "DELETE FROM outcomes",
+    ] {
+        let err = raw.execute(sql, []).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(l.entry(1).unwrap().unwrap().amount_fen, 99);
+}
+
+#[test]
+fn state_machine_and_cryptogram_types_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    let mut card = TestCard::demo_tdes(3).unwrap();
+    let t: TxnTime = "20250301101500".parse().unwrap();
+    let seq = l.begin_payment(&payment(&card, 10)).unwrap().seq;
+    let aac = card.generate_ac(0x00, 10, CNY, &t, EntryKind::EcPurchase);
+    let tc = card.generate_ac(0x40, 10, CNY, &t, EntryKind::EcPurchase);
+    // An AAC cannot approve, a TC cannot decline.
+    assert!(matches!(
+        l.record_outcome(seq, &Outcome::Approved(aac.clone())),
+        Err(LedgerError::CryptogramType { .. })
+    ));
+    assert!(matches!(
+        l.record_outcome(seq, &Outcome::Declined(tc.clone())),
+        Err(LedgerError::CryptogramType { .. })
+    ));
+    // Card pulled: unknown; then recovered as approved.
+    l.record_outcome(seq, &Outcome::Unknown).unwrap();
+    assert_eq!(l.unresolved().unwrap(), vec![seq]);
+    l.record_outcome(seq, &Outcome::Approved(tc)).unwrap();
+    // Final is final.
+    assert!(matches!(
+        l.record_outcome(seq, &Outcome::Voided { note: "x".into() }),
+        Err(LedgerError::Transition {
+            from: "approved_offline",
+            to: "voided",
+            ..
+        })
+    ));
+    assert!(matches!(
+        l.record_outcome(99, &Outcome::Unknown),
+        Err(LedgerError::NoSuchEntry(99))
+    ));
+    // Declined and voided are final and queued; voided carries no card result.
+    let s2 = l.begin_payment(&payment(&card, 11)).unwrap().seq;
+    l.record_outcome(s2, &Outcome::Declined(aac)).unwrap();
+    let s3 = l.begin_payment(&payment(&card, 12)).unwrap().seq;
+    l.record_outcome(
+        s3,
+        &Outcome::Voided {
+            note: "reader error before GENERATE AC".into(),
+        },
+    )
+    .unwrap();
+    let up = l.pending_upload(10).unwrap();
+    assert_eq!(
+        up.iter().map(|e| (e.seq, e.state)).collect::<Vec<_>>(),
+        vec![
+            (seq, EntryState::ApprovedOffline),
+            (s2, EntryState::Declined),
+            (s3, EntryState::Voided)
+        ]
+    );
+    assert!(up[2].card.is_none());
+    // Amount out of range is refused before anything is written.
+    assert!(matches!(
+        l.begin_payment(&payment(&card, 0)),
+        Err(LedgerError::Amount)
+    ));
+    assert!(matches!(
+        l.begin_payment(&payment(&card, 1_000_000_000_000)),
+        Err(LedgerError::Amount)
+    ));
+    assert_eq!(l.entries().unwrap().len(), 3);
+}
+
+#[test]
+fn durability_pragmas_are_wal_and_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let l = open(&path);
+    assert_eq!(l.pragma_text("journal_mode").unwrap(), "wal");
+    assert_eq!(l.pragma_text("synchronous").unwrap(), "2", "2 = FULL");
+    assert!(l.integrity_ok().unwrap());
+}
+
+#[test]
+fn sequence_numbers_are_unique_and_gapless_across_two_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    drop(open(&path));
+    let handles: Vec<_> = (0..2)
+        .map(|w| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut l = open(&path);
+                let card = TestCard::demo_sm4(10 + w).unwrap();
+                (0..25)
+                    .map(|_| l.begin_payment(&payment(&card, 5)).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_by_key(|i| i.seq);
+    assert_eq!(
+        all.iter().map(|i| i.seq).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<_>>()
+    );
+    let mut ids: Vec<_> = all.iter().map(|i| i.idempotency_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+}
+
+#[test]
+fn personal_fields_are_not_in_the_file_in_clear_and_need_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let mut card = TestCard::demo_sm4(4242).unwrap();
+    {
+        let mut l = open(&path);
+        pay(&mut l, &mut card, 500);
+        l.apply_cardholders(&page(0, vec![record("110105198703073011", "张三", 1)]))
+            .unwrap();
+        l.apply_hotlist(&delta(
+            0,
+            vec![(1, "6217000000000009999", HotListAction::Add)],
+        ))
+        .unwrap();
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    if let Ok(w) = std::fs::read(dir.path().join("l.db-wal")) {
+        bytes.extend(w);
+    }
+    let hay = String::from_utf8_lossy(&bytes);
+    assert!(!hay.contains(card.pan.expose()), "PAN in clear");
+    assert!(!hay.contains("110105198703073011"), "SSN in clear");
+    assert!(!hay.contains("张三"), "name in clear");
+    assert!(
+        !hay.contains("6217000000000009999"),
+        "hot-listed PAN in clear"
+    );
+    // Another key opens the file but cannot read the personal fields.
+    let other = Ledger::open(
+        &path,
+        &tid(),
+        FieldKey::from_hex("FF0102030405060708090A0B0C0D0E0F").unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        other.pending_upload(10),
+        Err(LedgerError::FieldCrypto(_))
+    ));
+    assert!(matches!(
+        other.cardholder_by_ssn("110105198703073011"),
+        Ok(None)
+    ));
+}
+
+#[test]
+fn another_terminals_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    drop(open(&path));
+    let err = Ledger::open(&path, &"OTHER".parse().unwrap(), key()).unwrap_err();
+    assert!(matches!(err, LedgerError::WrongTerminal { .. }), "{err}");
+}
+
+#[test]
+fn migrations_upgrade_an_old_file_and_refuse_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    {
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        migrations::migrate_to(&mut c, 1).unwrap();
+        assert_eq!(migrations::version(&c).unwrap(), 1);
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ('hotlist_version', '7')",
+            [],
+        )
+        .unwrap();
+    }
+    let l = open(&path);
+    assert_eq!(l.schema_version().unwrap(), migrations::latest());
+    assert_eq!(
+        l.hotlist_version().unwrap(),
+        7,
+        "data kept across the migration"
+    );
+    drop(l);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", migrations::latest() + 1)
+            .unwrap();
+    }
+    let err = Ledger::open(&path, &tid(), key()).unwrap_err();
+    assert!(matches!(err, LedgerError::SchemaTooNew { .. }), "{err}");
+}
+
+fn delta(from: u64, changes: Vec<(u64, &str, HotListAction)>) -> HotListDelta {
+    let to = changes.iter().map(|c| c.0).max().unwrap_or(from);
+    HotListDelta {
+        from_version: from,
+        to_version: to,
+        changes: changes
+            .into_iter()
+            .map(|(version, pan, action)| HotListChange {
+                version,
+                pan: pan.parse().unwrap(),
+                action,
+                reason: "lost".into(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn hot_list_deltas_apply_atomically_in_order_and_block_payments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    let card = TestCard::demo_sm4(77).unwrap();
+    let pan = card.pan.expose().to_string();
+    l.apply_hotlist(&delta(
+        0,
+        vec![
+            (1, &pan, HotListAction::Add),
+            (2, "6217000000000000002", HotListAction::Add),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(l.hotlist_version().unwrap(), 2);
+    assert_eq!(l.hotlist_len().unwrap(), 2);
+    let err = l.begin_payment(&payment(&card, 100)).unwrap_err();
+    assert!(
+        matches!(err, LedgerError::CardHotListed { ref reason } if reason == "lost"),
+        "{err}"
+    );
+    assert!(
+        l.entries().unwrap().is_empty(),
+        "nothing written for a hot card"
+    );
+    // A delta from the wrong version changes nothing.
+    let err = l
+        .apply_hotlist(&delta(5, vec![(6, &pan, HotListAction::Remove)]))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LedgerError::HotListVersion {
+            have: 2,
+            delta_from: 5
+        }
+    ));
+    // Out-of-order changes are refused whole.
+    let mut bad = delta(
+        2,
+        vec![
+            (4, &pan, HotListAction::Remove),
+            (3, "6217000000000000003", HotListAction::Add),
+        ],
+    );
+    bad.to_version = 4;
+    assert!(matches!(
+        l.apply_hotlist(&bad),
+        Err(LedgerError::HotListOrder)
+    ));
+    assert_eq!(l.hotlist_len().unwrap(), 2);
+    assert_eq!(l.hotlist_version().unwrap(), 2);
+    // Removal lets the card pay again.
+    l.apply_hotlist(&delta(2, vec![(3, &pan, HotListAction::Remove)]))
+        .unwrap();
+    assert_eq!(l.hotlist_version().unwrap(), 3);
+    assert!(l.begin_payment(&payment(&card, 100)).is_ok());
+}
+
+#[test]
+fn parameters_are_replaced_only_by_a_newer_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    let set = |v: u64, pairs: &[(&str, &str)]| ParameterSet {
+        version: v,
+        params: pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    };
+    assert!(
+        l.apply_parameters(&set(2, &[("ec_floor_limit", "100000"), ("x", "1")]))
+            .unwrap()
+    );
+    assert!(
+        !l.apply_parameters(&set(1, &[("ec_floor_limit", "5")]))
+            .unwrap()
+    );
+    assert_eq!(
+        l.parameter("ec_floor_limit").unwrap().as_deref(),
+        Some("100000")
+    );
+    assert!(
+        l.apply_parameters(&set(3, &[("ec_floor_limit", "200000")]))
+            .unwrap()
+    );
+    assert_eq!(l.parameter("x").unwrap(), None, "replaced whole");
+    assert_eq!(l.sync_summary().unwrap().params_version, 3);
+}
+
+fn record(ssn: &str, name: &str, version: u64) -> CardholderRecord {
+    CardholderRecord {
+        ssn: ssn.into(),
+        name: name.into(),
+        card_no: format!("A{}", &ssn[10..]),
+        region: "110100".parse().unwrap(),
+        insurance_status: "active".into(),
+        contribution_months: 120,
+        medical_balance_fen: 123_456,
+        as_of: "20250301000000".parse().unwrap(),
+        version,
+    }
+}
+
+fn page(from: u64, records: Vec<CardholderRecord>) -> CardholderPage {
+    let to = records.iter().map(|r| r.version).max().unwrap_or(from);
+    CardholderPage {
+        from_version: from,
+        to_version: to,
+        records,
+        more: false,
+    }
+}
+
+#[test]
+fn cardholder_records_answer_offline_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    assert!(
+        l.apply_cardholders(&page(
+            0,
+            vec![
+                record("110105198703073011", "张三", 1),
+                record("110105199001011234", "李四", 2)
+            ]
+        ))
+        .unwrap()
+    );
+    let r = l.cardholder_by_ssn("110105198703073011").unwrap().unwrap();
+    assert_eq!(r.name, "张三");
+    assert_eq!(r.medical_balance_fen, 123_456);
+    assert_eq!(
+        l.cardholder_by_card("A03073011").unwrap().unwrap().name,
+        "张三"
+    );
+    assert!(l.cardholder_by_ssn("000000000000000000").unwrap().is_none());
+    // A newer version of a record replaces it; a page from the wrong version is ignored.
+    let mut newer = record("110105198703073011", "张三", 3);
+    newer.medical_balance_fen = 1;
+    assert!(!l.apply_cardholders(&page(1, vec![newer.clone()])).unwrap());
+    assert!(l.apply_cardholders(&page(2, vec![newer])).unwrap());
+    assert_eq!(
+        l.cardholder_by_ssn("110105198703073011")
+            .unwrap()
+            .unwrap()
+            .medical_balance_fen,
+        1
+    );
+    assert_eq!(l.cardholder_count().unwrap(), 2);
+}
+
+#[test]
+fn results_are_stored_once_and_stale_entries_go_to_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    let mut card = TestCard::demo_sm4(5).unwrap();
+    let a = pay(&mut l, &mut card, 1);
+    let b = pay(&mut l, &mut card, 2);
+    let c = pay(&mut l, &mut card, 3);
+    let up = l.pending_upload(10).unwrap();
+    let res = vec![
+        EntryResult {
+            seq: a,
+            idempotency_id: up[0].idempotency_id,
+            status: EntryStatus::Booked,
+            reason: None,
+        },
+        EntryResult {
+            seq: b,
+            idempotency_id: up[1].idempotency_id,
+            status: EntryStatus::Rejected,
+            reason: Some(RejectReason::CryptogramInvalid),
+        },
+    ];
+    l.store_results(&res).unwrap();
+    l.store_results(&res).unwrap();
+    assert_eq!(l.upload_state(a).unwrap().unwrap().0, UploadState::Booked);
+    assert_eq!(
+        l.upload_state(b).unwrap().unwrap(),
+        (UploadState::Rejected, Some("cryptogram_invalid".into()))
+    );
+    assert_eq!(l.pending_upload(10).unwrap().len(), 1);
+    // Entry c is older than the allowed age by a clock one day ahead: dead letter, not sent.
+    let moved = l
+        .expire_stale(3600, backend_sync::clock::unix_now() + 86_400)
+        .unwrap();
+    assert_eq!(moved, 1);
+    assert_eq!(l.upload_state(c).unwrap().unwrap().0, UploadState::Dead);
+    assert!(l.pending_upload(10).unwrap().is_empty());
+    let s = l.sync_summary().unwrap();
+    assert_eq!((s.pending, s.booked, s.rejected, s.dead), (0, 1, 1, 1));
+}
+
+#[test]
+fn batches_close_with_totals_of_approved_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    let mut card = TestCard::demo_sm4(6).unwrap();
+    let a = pay(&mut l, &mut card, 100);
+    let b = pay(&mut l, &mut card, 250);
+    let p = NewPayment {
+        kind: EntryKind::Refund,
+        ..payment(&card, 30)
+    };
+    let i = l.begin_payment(&p).unwrap();
+    let r = card.generate_ac(0x40, 30, CNY, &p.txn_time, EntryKind::Refund);
+    l.record_outcome(i.seq, &Outcome::Approved(r)).unwrap();
+    let open_intent = l.begin_payment(&payment(&card, 7)).unwrap();
+    assert_eq!(l.current_batch().unwrap(), 1);
+    assert_eq!(l.close_batch().unwrap(), 1);
+    assert_eq!(l.current_batch().unwrap(), 2);
+    let (t, seqs) = l.batch_totals(1).unwrap();
+    assert_eq!(
+        (
+            t.debit_count,
+            t.debit_amount,
+            t.credit_count,
+            t.credit_amount
+        ),
+        (2, 350, 1, 30)
+    );
+    assert_eq!(seqs, vec![a, b, i.seq]);
+    // Not ready: entries pending upload and one unresolved intent.
+    assert!(l.batches_ready_to_close().unwrap().is_empty());
+    l.record_outcome(
+        open_intent.seq,
+        &Outcome::Voided {
+            note: "cancelled".into(),
+        },
+    )
+    .unwrap();
+    let up = l.pending_upload(10).unwrap();
+    let res: Vec<_> = up
+        .iter()
+        .map(|e| EntryResult {
+            seq: e.seq,
+            idempotency_id: e.idempotency_id,
+            status: EntryStatus::Booked,
+            reason: None,
+        })
+        .collect();
+    l.store_results(&res).unwrap();
+    assert_eq!(l.batches_ready_to_close().unwrap(), vec![1]);
+    let next = l.begin_payment(&payment(&card, 1)).unwrap();
+    assert_eq!(next.batch_no, 2);
+}
