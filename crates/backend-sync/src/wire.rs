@@ -85,6 +85,17 @@ pub fn parse<T: DeserializeOwned + Limits>(body: &[u8], max: usize) -> Result<T,
     Ok(value)
 }
 
+/// A message of the protocol: JSON both ways, with limits checked after reading.
+pub trait Message: Serialize + DeserializeOwned + Limits {}
+
+impl<T: Serialize + DeserializeOwned + Limits> Message for T {}
+
+/// The JSON bytes of a message (serializing these types cannot fail: every map key is a
+/// string; an empty body would be refused by [`parse`]).
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap_or_default()
+}
+
 /// `POST /v1/entries`: an ordered batch of final entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
