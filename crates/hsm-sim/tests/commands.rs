@@ -279,9 +279,9 @@ fn sm2_key_pairs_and_certificate_signing() {
         .unwrap();
     let ca_pub = ca.public.unwrap();
     assert_eq!(c.public_key("CAROOT01").unwrap(), (KeyType::Sm2Ca, ca_pub));
-    // The CA signs an issuer certificate (format 12): the signature verifies.
+    // The CA signs an issuer certificate (format 12, JR/T 0025.17 表1): the signature verifies.
     let mut cert = vec![
-        0x12, 0x62, 0x17, 0x00, 0xff, 0x12, 0x30, 0x00, 0x00, 0x01, 0x04, 0x11, 0x40,
+        0x12, 0x62, 0x17, 0x00, 0xff, 0x12, 0x30, 0x00, 0x00, 0x01, 0x04, 0x00, 0x11, 0x40,
     ];
     cert.extend_from_slice(&issuer.public.unwrap());
     let sig = c.sign_certificate("CAROOT01", &cert).unwrap();

@@ -24,6 +24,8 @@ use zeroize::Zeroizing;
 pub const EXIT_WRONG_PIN: i32 = 3;
 /// Exit code for a blocked PIN.
 pub const EXIT_PIN_BLOCKED: i32 = 4;
+/// Exit code for a card that is not genuine.
+pub const EXIT_NOT_GENUINE: i32 = 5;
 
 /// Options every subcommand shares.
 #[derive(Debug, Clone, Default)]
@@ -342,6 +344,54 @@ pub fn pin_status(out: &mut dyn Write, common: &Common) -> Result<()> {
         None => writeln!(out, "PIN already verified")?,
     }
     Ok(())
+}
+
+/// `cardctl authenticate`: is the card genuine? Verifies the certificate chain against the
+/// trust store in `trust` and the card's signature over a fresh random challenge.
+pub fn authenticate(out: &mut dyn Write, common: &Common, trust: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(trust)
+        .with_context(|| format!("reading trust store {}", trust.display()))?;
+    let store = ssse::auth::parse_trust_store(&text)
+        .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", trust.display()))?;
+    let mut s = open(common)?;
+    let id = card_core::channel::rerun_after_reset(&mut s, |s| {
+        ssse::read_identity(s, ReadStrategy::AllRecords)
+    })?;
+    let mut challenge = [0u8; ssse::auth::CHALLENGE_LEN];
+    getrandom::fill(&mut challenge).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
+    let today = today().context("no clock")?;
+    let month = card_core::crypto::rsa::YearMonth {
+        year: today.year,
+        month: today.month,
+    };
+    match ssse::auth::authenticate_card(&mut s, &store, &id, &challenge, month) {
+        Ok(a) => {
+            let fingerprint = card_core::crypto::sm3::digest(&a.icc_key.to_xy());
+            writeln!(out, "card genuine")?;
+            writeln!(
+                out,
+                "holder:       {} ({})",
+                id.holder.name, id.card.card_number
+            )?;
+            writeln!(
+                out,
+                "CA key:       {}/{:02X}",
+                HexFmt(&ssse::auth::SSSE_RID),
+                a.ca_index
+            )?;
+            writeln!(
+                out,
+                "card key:     SM3 {}",
+                HexFmt(fingerprint.get(..8).unwrap_or_default())
+            )?;
+            Ok(())
+        }
+        Err(e) => Err(Exit {
+            code: EXIT_NOT_GENUINE,
+            message: format!("card NOT genuine: {e}"),
+        }
+        .into()),
+    }
 }
 
 /// `cardctl apdu`: send raw APDUs, print the answers.

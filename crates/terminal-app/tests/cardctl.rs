@@ -364,3 +364,133 @@ fn no_pcscd_says_how_to_start_it() {
     lease.start().unwrap();
     assert!(PcscContext::new().is_ok());
 }
+
+/// A card personalised with an in-memory hsm-sim, and the trust-store text for its CA.
+fn personalised(name: &str, genuine: bool) -> (firmware_tests::SharedCard, String) {
+    use card_core::crypto::rsa::YearMonth;
+    use firmware_tests::personalize::{self, CardInput};
+    use hsm_sim::keys::{BlockKey, Secret};
+    use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
+    let zmk_bytes = [0x5au8; 16];
+    let hsm = std::sync::Arc::new(Hsm::in_memory(Lmk::new(&[1u8; 16]), 4).unwrap());
+    hsm.form_key_from_components("ZMKPERSO", KeyType::Zmk, Scheme::Sm4, &[&zmk_bytes])
+        .unwrap();
+    let mut c = hsm_sim::HsmClient::new(hsm_sim::InProcess::new(hsm));
+    let issuer = personalize::setup_issuer(
+        &mut c,
+        "CAROOT01",
+        1,
+        "ISSUER01",
+        "62170000",
+        YearMonth {
+            year: 2035,
+            month: 12,
+        },
+    )
+    .unwrap();
+    let mut image = firmware_tests::Profile::embedded(name)
+        .unwrap()
+        .build()
+        .unwrap();
+    let id = {
+        let mut s = card_core::CardSession::new(firmware_tests::SoftCard::in_memory(image.clone()));
+        card_core::ssse::read_identity(&mut s, card_core::ssse::ReadStrategy::AllRecords).unwrap()
+    };
+    let statics = card_core::ssse::auth::static_data(&id);
+    let zmk = BlockKey::new(Scheme::Sm4, &Secret::new(zmk_bytes.to_vec())).unwrap();
+    personalize::personalize_pki(
+        &mut c,
+        &mut image,
+        &issuer,
+        "ZMKPERSO",
+        &zmk,
+        &CardInput {
+            label: "ICC00001",
+            pan: "6217000010001234567",
+            static_data: &statics,
+            expiry: YearMonth {
+                year: 2034,
+                month: 12,
+            },
+            serial: [0, 0, 1],
+        },
+    )
+    .unwrap();
+    if !genuine {
+        // A clone: the right certificates, another private key.
+        image.keys.set_sm2_private(
+            &card_core::crypto::sm2::Sm2PrivateKey::generate_os()
+                .unwrap()
+                .expose_bytes()[..],
+        );
+    }
+    let card = std::sync::Arc::new(std::sync::Mutex::new(firmware_tests::SoftCard::in_memory(
+        image,
+    )));
+    (card, format!("{}\n", personalize::trust_line(&issuer.ca)))
+}
+
+#[test]
+fn authenticate_a_genuine_card_and_a_clone_through_pcscd() {
+    let dir = tempfile::tempdir().unwrap();
+    for (genuine, code) in [(true, 0), (false, 5)] {
+        let lease = env().lease().unwrap();
+        wait_present(&lease.reader, false);
+        let (card, trust) = personalised("zhangsan", genuine);
+        let trust_file = dir.path().join("trust.txt");
+        std::fs::write(&trust_file, trust).unwrap();
+        let mut slot = VirtualSlot::new(lease.port);
+        slot.insert(card).unwrap();
+        wait_present(&lease.reader, true);
+        let o = cardctl(
+            &[
+                "authenticate",
+                "--reader",
+                &lease.reader,
+                "--trust",
+                trust_file.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(code), "{}{}", stdout(&o), stderr(&o));
+        if genuine {
+            let text = stdout(&o);
+            assert!(text.starts_with("card genuine\n"), "{text}");
+            assert!(text.contains("CA key:       D156000005/01"), "{text}");
+            assert!(text.contains("张*") && !text.contains("张三"), "{text}");
+        } else {
+            assert!(
+                stderr(&o).contains(
+                    "card NOT genuine: the card's signature over the challenge is not valid"
+                ),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+    // A trust store without the CA: not genuine either.
+    let lease = env().lease().unwrap();
+    wait_present(&lease.reader, false);
+    let (card, _) = personalised("lisi", true);
+    let mut slot = VirtualSlot::new(lease.port);
+    slot.insert(card).unwrap();
+    wait_present(&lease.reader, true);
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "# no keys\n").unwrap();
+    let o = cardctl(
+        &[
+            "authenticate",
+            "--reader",
+            &lease.reader,
+            "--trust",
+            empty.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        stderr(&o).contains("certificate rejected"),
+        "{}",
+        stderr(&o)
+    );
+}

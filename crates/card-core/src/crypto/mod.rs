@@ -13,6 +13,7 @@
 //! - [`tdes`]: double-length 3DES keys, ECB/CBC, the retail MAC, DES parity, key check values.
 //! - [`sm2`]: SM2 key pairs, `Z`, signatures (raw `r‖s` and DER), C1C3C2 encryption.
 //! - [`rsa`]: RSA recovery, issuer and ICC public-key certificates, test-key generation.
+//! - [`sm2_cert`]: SM2 certificates and signed data (formats `12`-`15`), SDA/DDA/fDDA/CDA checks.
 //! - [`kdf`]: card keys from the issuer master key, session keys from the ATC, ARQC/TC/AAC,
 //!   ARPC and secure-messaging MACs, for 3DES and SM4 cards alike.
 //!
@@ -24,6 +25,7 @@ pub mod block;
 pub mod kdf;
 pub mod rsa;
 pub mod sm2;
+pub mod sm2_cert;
 pub mod sm3;
 pub mod sm4;
 pub mod tdes;

@@ -8,6 +8,7 @@
 //! (PIN in packed BCD) and changed with `CHANGE PIN 80 5E 01 00` (old PIN ‖ `FF` ‖ new PIN).
 //! docs/card-profile.md gives the sources for every choice.
 
+pub mod auth;
 pub mod fields;
 pub mod records;
 

@@ -1,6 +1,6 @@
 //! `cardctl`: the field technician's card tool. See `cardctl --help`.
 //!
-//! Exit codes: 0 success, 1 error, 2 usage, 3 wrong PIN, 4 PIN blocked.
+//! Exit codes: 0 success, 1 error, 2 usage, 3 wrong PIN, 4 PIN blocked, 5 card not genuine.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +68,12 @@ enum Cmd {
     },
     /// Show how many PIN tries are left, without using one.
     PinStatus,
+    /// Check that the card is genuine: certificate chain and a fresh challenge.
+    Authenticate {
+        /// Trust store: CA keys, one per line (RID INDEX MMYY X||Y, hex).
+        #[arg(long)]
+        trust: PathBuf,
+    },
     /// Send APDUs (hex, one per argument) and print the answers.
     Apdu {
         /// Do not fetch 61xx data or re-send on 6Cxx.
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
         Cmd::VerifyPin { pin_stdin } => cardctl::read_pin(pin_stdin, "PIN: ")
             .and_then(|pin| cardctl::verify_pin(&mut out, &common, &pin)),
         Cmd::PinStatus => cardctl::pin_status(&mut out, &common),
+        Cmd::Authenticate { trust } => cardctl::authenticate(&mut out, &common, &trust),
         Cmd::Apdu { raw, apdus } => cardctl::apdu(&mut out, &common, &apdus, raw),
     };
     match result {

@@ -1,0 +1,243 @@
+//! Card authentication: is this a genuine card issued under a CA the terminal trusts?
+//!
+//! The card's PKI application (`PKI.社会保障` / `SS.CERT.ADF1`) holds, in EF 0018, the index of
+//! the CA key (`8F`), the issuer certificate (`90`, format `12`), the ICC certificate (`9F46`,
+//! format `14`) and the PAN (`5A`) the certificates name, and answers INTERNAL AUTHENTICATE with
+//! signed dynamic data (format `15`) made with the card's SM2 key. The terminal:
+//!
+//! 1. verifies the issuer certificate with the CA key from its trust store, by RID and index
+//!    (JR/T 0025.17 §5.1.2), and the ICC certificate with the issuer key (§5.2.3), the
+//!    authenticated static data being the card number (EF05 `07`) and the social-security number
+//!    (EF06 `08`) read before, so a genuine certificate cannot be moved to a card with another
+//!    identity (project profile, docs/card-profile.md);
+//! 2. sends a fresh challenge of its own and verifies the card's signature over it with the
+//!    certified key (§5.2.4.2). An answer recorded from an earlier challenge does not verify.
+
+use crate::apdu::Command;
+use crate::channel::{CardChannel, CardSession, SendError};
+use crate::crypto::rsa::YearMonth;
+use crate::crypto::sm2::Sm2PublicKey;
+use crate::crypto::sm2_cert::{self, Sm2CertError, StaticData, TrustStore};
+use crate::status::StatusWord;
+use crate::tlv::{Tag, TlvIter};
+
+use super::records::Identity;
+use super::{PKI_ADF_AID, SFI_PKI_AUTH_DATA};
+
+/// The RID of the social-security card's certification authority (MOHRSS, the RID inside the
+/// card identifier, docs/card-profile.md).
+pub const SSSE_RID: [u8; 5] = [0xd1, 0x56, 0x00, 0x00, 0x05];
+
+/// Length of the terminal's challenge.
+pub const CHALLENGE_LEN: usize = 16;
+
+/// Why a card is not accepted as genuine.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The exchange failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The card has no PKI application, or it is not personalised.
+    #[error("the card has no card-authentication data ({0})")]
+    NotPersonalised(StatusWord),
+    /// The authentication data is not well-formed TLV, or an element is missing.
+    #[error("card-authentication data malformed: {0}")]
+    Malformed(&'static str),
+    /// A certificate failed a verification step.
+    #[error("certificate rejected: {0}")]
+    Certificate(Sm2CertError),
+    /// The card refused INTERNAL AUTHENTICATE.
+    #[error("the card refused to sign the challenge ({0})")]
+    Refused(StatusWord),
+    /// The card's answer to the challenge does not verify with the certified key.
+    #[error("the card's signature over the challenge is not valid: {0}")]
+    BadSignature(Sm2CertError),
+}
+
+/// A card that proved it holds the key its certificates name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The certified ICC public key.
+    pub icc_key: Sm2PublicKey,
+    /// The CA key index used.
+    pub ca_index: u8,
+    /// The card's ICC dynamic number from its answer.
+    pub icc_dynamic_number: Vec<u8>,
+}
+
+/// The static data the ICC certificate authenticates: card number ‖ social-security number,
+/// as the card stores them (ASCII).
+pub fn static_data(identity: &Identity) -> Vec<u8> {
+    let mut out = identity.card.card_number.reveal().as_bytes().to_vec();
+    out.extend_from_slice(identity.holder.ssn.reveal().as_bytes());
+    out
+}
+
+fn value(data: &[u8], tag: u32) -> Result<&[u8], AuthError> {
+    TlvIter::new(data)
+        .find(Tag::new(tag))
+        .map_err(|_| AuthError::Malformed("not BER-TLV"))?
+        .map(|t| t.value)
+        .ok_or(AuthError::Malformed(match tag {
+            0x8f => "no CA key index (8F)",
+            0x90 => "no issuer certificate (90)",
+            0x9f46 => "no ICC certificate (9F46)",
+            _ => "no PAN (5A)",
+        }))
+}
+
+/// Largest authentication data accepted.
+const MAX_AUTH_DATA: usize = 4096;
+
+/// Read a whole transparent EF: the first part by SFI (P1 = `80 | SFI`), the rest from the
+/// current EF by offset, until the card has no more (ISO/IEC 7816-4 §7.2.3).
+fn read_binary<C: CardChannel>(
+    s: &mut CardSession<C>,
+    sfi: u8,
+    limit: usize,
+) -> Result<Vec<u8>, AuthError> {
+    let r = s.send(&Command::new(0x00, 0xb0, 0x80 | sfi, 0x00).expect_data())?;
+    if !r.is_success() || r.data().is_empty() {
+        return Err(AuthError::NotPersonalised(r.sw()));
+    }
+    let mut out = r.into_data();
+    while out.len() % 256 == 0 && out.len() < limit {
+        let offset = u16::try_from(out.len())
+            .map_err(|_| AuthError::Malformed("authentication data too long"))?;
+        let [p1, p2] = offset.to_be_bytes();
+        let r = s.send(&Command::new(0x00, 0xb0, p1, p2).expect_data())?;
+        match r.sw() {
+            StatusWord::Success if !r.data().is_empty() => out.extend_from_slice(r.data()),
+            // Offset at the end of the file: nothing more.
+            StatusWord::Success | StatusWord::WrongP1P2 | StatusWord::EndOfFile => break,
+            sw => return Err(AuthError::NotPersonalised(sw)),
+        }
+    }
+    if out.len() > limit {
+        return Err(AuthError::Malformed("authentication data too long"));
+    }
+    Ok(out)
+}
+
+/// Authenticate the card: certificates, then `challenge` (fresh random bytes from the caller;
+/// [`CHALLENGE_LEN`] recommended). `identity` is what was read from EF05/EF06 before.
+pub fn authenticate_card<C: CardChannel>(
+    s: &mut CardSession<C>,
+    trust: &TrustStore,
+    identity: &Identity,
+    challenge: &[u8],
+    today: YearMonth,
+) -> Result<Authenticated, AuthError> {
+    // Select the certificate application.
+    let r = s.send(
+        &Command::new(0x00, 0xa4, 0x04, 0x00)
+            .with_data(PKI_ADF_AID)
+            .expect_data(),
+    )?;
+    if !r.is_success() {
+        return Err(AuthError::NotPersonalised(r.sw()));
+    }
+    let data = read_binary(s, SFI_PKI_AUTH_DATA, MAX_AUTH_DATA)?;
+    let data = data.as_slice();
+    let index = *value(data, 0x8f)?
+        .first()
+        .ok_or(AuthError::Malformed("empty CA key index"))?;
+    let issuer_cert = value(data, 0x90)?;
+    let icc_cert = value(data, 0x9f46)?;
+    let pan = value(data, 0x5a)?;
+    let statics = static_data(identity);
+    let icc_key = sm2_cert::verify_chain(
+        trust,
+        SSSE_RID,
+        index,
+        issuer_cert,
+        icc_cert,
+        pan,
+        &StaticData::records(&statics),
+        today,
+    )
+    .map_err(AuthError::Certificate)?;
+
+    let r = s.send(
+        &Command::new(0x00, 0x88, 0x00, 0x00)
+            .with_data(challenge)
+            .expect_data(),
+    )?;
+    if !r.is_success() {
+        return Err(AuthError::Refused(r.sw()));
+    }
+    let sdad = TlvIter::new(r.data())
+        .find_deep(Tag::new(0x9f4b))
+        .map_err(|_| AuthError::Malformed("INTERNAL AUTHENTICATE answer is not BER-TLV"))?
+        .ok_or(AuthError::Malformed("no signed dynamic data (9F4B)"))?;
+    let signed = sm2_cert::verify_dynamic_signature(&icc_key, sdad.value, challenge)
+        .map_err(AuthError::BadSignature)?;
+    let icc_dynamic_number = signed
+        .icc_dynamic_number()
+        .map_err(AuthError::BadSignature)?
+        .to_vec();
+    Ok(Authenticated {
+        icc_key,
+        ca_index: index,
+        icc_dynamic_number,
+    })
+}
+
+/// Read a trust-store file: one CA key per line, `RID INDEX MMYY X‖Y` in hex (blank lines and
+/// lines starting with `#` ignored). The line number of the first bad line is in the error.
+pub fn parse_trust_store(text: &str) -> Result<TrustStore, (usize, &'static str)> {
+    let mut store = TrustStore::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why| (i + 1, why);
+        let mut words = line.split_whitespace();
+        let mut hex = |want: usize, why| {
+            let w = words.next().ok_or(bad(why))?;
+            let v = decode_hex(w).ok_or(bad(why))?;
+            if v.len() == want {
+                Ok(v)
+            } else {
+                Err(bad(why))
+            }
+        };
+        let rid: [u8; 5] = hex(5, "RID is 5 bytes")?
+            .try_into()
+            .map_err(|_| bad("RID"))?;
+        let index = *hex(1, "index is 1 byte")?.first().ok_or(bad("index"))?;
+        let mmyy: [u8; 2] = hex(2, "expiry is MMYY")?
+            .try_into()
+            .map_err(|_| bad("expiry"))?;
+        let xy = hex(64, "public key is X‖Y, 64 bytes")?;
+        if words.next().is_some() {
+            return Err(bad("trailing words"));
+        }
+        let expiry =
+            crate::crypto::rsa::ExpiryDate::from_bcd(mmyy).map_err(|_| bad("expiry is MMYY"))?;
+        let public_key =
+            Sm2PublicKey::from_xy(&xy).map_err(|_| bad("public key not on the SM2 curve"))?;
+        store.insert(crate::crypto::sm2_cert::CaKey {
+            rid,
+            index,
+            public_key,
+            expiry,
+        });
+    }
+    Ok(store)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.as_bytes()
+        .chunks(2)
+        .map(|p| {
+            let s = core::str::from_utf8(p).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
