@@ -4,12 +4,28 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the Unix epoch, now (0 if the clock is before 1970).
+/// The environment variable that shifts this process's clock by a number of seconds: a test
+/// hook that makes a terminal whose clock is off (read once, at the first use).
+pub const SKEW_ENV: &str = "SSCARD_TEST_CLOCK_SKEW_SECS";
+
+fn skew() -> i64 {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var(SKEW_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// Seconds since the Unix epoch, now (0 if the clock is before 1970), shifted by
+/// [`SKEW_ENV`] if set.
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+        .saturating_add(skew())
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -33,6 +33,8 @@ pub mod fault_proxy;
 #[cfg(feature = "runtime")]
 pub mod ledger;
 #[cfg(feature = "runtime")]
+pub mod pause;
+#[cfg(feature = "runtime")]
 pub mod server;
 #[cfg(feature = "runtime")]
 pub mod tls;

@@ -1,0 +1,519 @@
+//! Registration and exactly-once booking.
+//!
+//! An uploaded entry is answered from what the database already holds when its sequence number
+//! or idempotency id is known: the same content again is `duplicate` (or the same rejection),
+//! other content under a known number or id is `rejected: conflict`. A new entry is checked
+//! (final state, currency, amount, masked PAN, cryptogram type, the MACed data against the
+//! entry) and its cryptogram verified by the HSM; then every new decision of the batch is
+//! inserted in one transaction with `ON CONFLICT DO NOTHING`. The primary key (terminal,
+//! sequence number) and the unique idempotency id make a second insert of the same entry a
+//! no-op even from another server instance at the same moment; an insert that did nothing is
+//! answered from the row that won.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use card_core::crypto::sm3;
+
+use super::auth::{self, Authed};
+use super::db::{Row, Stmt, Val};
+use super::hsm::HsmError;
+use super::{ApiError, AppState, Request, json_response};
+use crate::clock;
+use crate::entry::{CNY, CryptogramType, EntryState, MAX_AMOUNT_FEN, UploadEntry};
+use crate::field_crypto::ct_eq;
+use crate::mac_data;
+use crate::signing;
+use crate::wire::{
+    self, EntryResult, EntryStatus, ErrorCode, RegisterRequest, RegisterResponse, RejectReason,
+    UploadRequest, UploadResponse,
+};
+
+/// `POST /v1/register`.
+pub(crate) async fn register(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let auth = auth::parse_auth(req, state.window_secs)?;
+    let body: RegisterRequest =
+        wire::parse(&req.body, wire::MAX_BODY_BYTES).map_err(|e| ApiError::wire(&e))?;
+    if body.terminal_id != auth.terminal_id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidField,
+            "terminal_id differs from the signing terminal",
+        ));
+    }
+    let key = signing::public_key_from_hex(&body.public_key).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidField,
+            "public_key is not an SM2 point",
+        )
+    })?;
+    // Proof of possession: the request is signed with the key being registered.
+    auth::check_signature(&auth, &key, req)?;
+    let rows = state
+        .db
+        .query(
+            "SELECT region, token_hash, public_key FROM terminals WHERE terminal_id = $1",
+            vec![Val::Text(body.terminal_id.to_string())],
+        )
+        .await
+        .map_err(|e| ApiError::db(&e))?;
+    let bad = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::BadEnrollment,
+            "wrong terminal or enrolment token",
+        )
+    };
+    let row = rows.first().ok_or_else(bad)?;
+    let token_hash = row.bytes(1).map_err(|e| ApiError::db(&e))?;
+    if !ct_eq(&sm3::digest(body.enrollment_token.as_bytes()), &token_hash) {
+        return Err(bad());
+    }
+    let xy = key.to_xy();
+    match row.opt_bytes(2).map_err(|e| ApiError::db(&e))? {
+        Some(existing) if existing != xy => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyRegistered,
+                "the terminal is registered with another key",
+            ));
+        }
+        Some(_) => {}
+        None => {
+            let n = state
+                .db
+                .execute(
+                    "UPDATE terminals SET public_key = $1, registered_at = $2
+                     WHERE terminal_id = $3 AND public_key IS NULL",
+                    vec![
+                        Val::Bytes(xy.to_vec()),
+                        Val::Int(clock::unix_now()),
+                        Val::Text(body.terminal_id.to_string()),
+                    ],
+                )
+                .await
+                .map_err(|e| ApiError::db(&e))?;
+            if n == 0 {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::AlreadyRegistered,
+                    "the terminal was registered meanwhile",
+                ));
+            }
+        }
+    }
+    auth::consume_nonce(state, &auth.terminal_id, &auth.nonce_hex()).await?;
+    let region = row
+        .text(0)
+        .map_err(|e| ApiError::db(&e))?
+        .parse()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "stored region",
+            )
+        })?;
+    tracing::info!(terminal = %body.terminal_id, "terminal registered");
+    Ok(json_response(
+        StatusCode::OK,
+        &RegisterResponse {
+            terminal_id: body.terminal_id,
+            region,
+            server_public_key: hex::encode_upper(state.server_key.public_key().to_xy()),
+            server_time: clock::unix_now(),
+        },
+    ))
+}
+
+/// The checks that need no database and no HSM.
+fn static_check(e: &UploadEntry) -> Result<(), RejectReason> {
+    if !e.state.is_final() {
+        return Err(RejectReason::NotFinal);
+    }
+    if e.currency != CNY {
+        return Err(RejectReason::CurrencyUnsupported);
+    }
+    if e.amount_fen == 0 || e.amount_fen > MAX_AMOUNT_FEN {
+        return Err(RejectReason::AmountInvalid);
+    }
+    if e.pan_masked != e.pan.masked() {
+        return Err(RejectReason::MaskMismatch);
+    }
+    let want = match e.state {
+        EntryState::ApprovedOffline => Some(CryptogramType::Tc),
+        EntryState::Declined => Some(CryptogramType::Aac),
+        _ => None,
+    };
+    match (&e.card, want) {
+        (None, None) => Ok(()),
+        (Some(c), Some(t)) if c.cryptogram_type() == t => mac_data::check(
+            &c.mac_data.0,
+            e.amount_fen,
+            e.currency,
+            &e.txn_time,
+            e.kind,
+            c.atc,
+        )
+        .map_err(|_| RejectReason::DataMismatch),
+        _ => Err(RejectReason::StateInconsistent),
+    }
+}
+
+/// What is already stored about an entry.
+struct Existing {
+    seq: u64,
+    idempotency_id: String,
+    digest: Vec<u8>,
+    status: String,
+    reason: Option<String>,
+}
+
+fn existing_from(r: &Row) -> Result<Existing, ApiError> {
+    let e = |x: super::db::DbError| ApiError::db(&x);
+    Ok(Existing {
+        seq: u64::try_from(r.int(0).map_err(e)?).unwrap_or(0),
+        idempotency_id: r.text(1).map_err(e)?,
+        digest: r.bytes(2).map_err(e)?,
+        status: r.text(3).map_err(e)?,
+        reason: r.opt_text(4).map_err(e)?,
+    })
+}
+
+/// The answer for an entry the database already knows.
+fn answer_known(
+    entry: &UploadEntry,
+    digest: &[u8],
+    known: &Existing,
+) -> (EntryStatus, Option<RejectReason>) {
+    let same = known.seq == entry.seq
+        && known.idempotency_id == entry.idempotency_id.to_hex()
+        && ct_eq(&known.digest, digest);
+    if !same {
+        return (EntryStatus::Rejected, Some(RejectReason::Conflict));
+    }
+    if known.status == "booked" {
+        (EntryStatus::Duplicate, None)
+    } else {
+        (
+            EntryStatus::Rejected,
+            Some(RejectReason::parse(
+                known.reason.as_deref().unwrap_or("other"),
+            )),
+        )
+    }
+}
+
+async fn lookup(
+    state: &AppState,
+    terminal: &str,
+    entries: &[&UploadEntry],
+) -> Result<(HashMap<u64, Existing>, HashMap<String, Existing>), ApiError> {
+    let mut by_seq = HashMap::new();
+    let mut by_id = HashMap::new();
+    if entries.is_empty() {
+        return Ok((by_seq, by_id));
+    }
+    // Two queries with IN lists; a batch holds at most MAX_BATCH_ENTRIES entries.
+    let mut params = vec![Val::Text(terminal.to_string())];
+    let seq_marks: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            params.push(Val::Int(i64::try_from(e.seq).unwrap_or(i64::MAX)));
+            format!("${}", i + 2)
+        })
+        .collect();
+    let sql = format!(
+        "SELECT seq, idempotency_id, digest, status, reason FROM entries
+         WHERE terminal_id = $1 AND seq IN ({})",
+        seq_marks.join(", ")
+    );
+    for r in state
+        .db
+        .query(&sql, params)
+        .await
+        .map_err(|e| ApiError::db(&e))?
+    {
+        let x = existing_from(&r)?;
+        by_seq.insert(x.seq, x);
+    }
+    let mut params = Vec::new();
+    let id_marks: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            params.push(Val::Text(e.idempotency_id.to_hex()));
+            format!("${}", i + 1)
+        })
+        .collect();
+    let sql = format!(
+        "SELECT seq, idempotency_id, digest, status, reason, terminal_id FROM entries
+         WHERE idempotency_id IN ({})",
+        id_marks.join(", ")
+    );
+    for r in state
+        .db
+        .query(&sql, params)
+        .await
+        .map_err(|e| ApiError::db(&e))?
+    {
+        let x = existing_from(&r)?;
+        let owner = r.text(5).map_err(|e| ApiError::db(&e))?;
+        if owner != terminal {
+            // Another terminal's entry: any reuse of its id is a conflict.
+            let conflict = Existing {
+                seq: u64::MAX,
+                idempotency_id: x.idempotency_id.clone(),
+                digest: Vec::new(),
+                status: "conflict".into(),
+                reason: None,
+            };
+            by_id.insert(conflict.idempotency_id.clone(), conflict);
+        } else {
+            by_id.insert(x.idempotency_id.clone(), x);
+        }
+    }
+    Ok((by_seq, by_id))
+}
+
+fn insert_stmt(
+    state: &AppState,
+    e: &UploadEntry,
+    digest: &[u8],
+    status: &str,
+    reason: Option<RejectReason>,
+) -> Result<Stmt, ApiError> {
+    let terminal = e.terminal_id.to_string();
+    let seal = |what: &str, v: &str| {
+        state
+            .field_key
+            .seal_str(format!("entries.{what}:{terminal}:{}", e.seq).as_bytes(), v)
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "sealing failed",
+                )
+            })
+    };
+    let card = e.card.as_ref();
+    let int = |v: Option<i64>| v.map_or(Val::NullInt, Val::Int);
+    let text = |v: Option<String>| v.map_or(Val::NullText, Val::Text);
+    Ok(Stmt::new(
+        "INSERT INTO entries (terminal_id, seq, idempotency_id, batch_no, kind, state, amount_fen,
+            currency, pan_masked, pan_enc, psn_enc, txn_time, atc, cid, cryptogram, algorithm,
+            mac_data, digest, status, reason, booked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+            $19, $20, $21)
+         ON CONFLICT DO NOTHING",
+        vec![
+            Val::Text(terminal.clone()),
+            Val::Int(i64::try_from(e.seq).unwrap_or(i64::MAX)),
+            Val::Text(e.idempotency_id.to_hex()),
+            Val::Int(i64::from(e.batch_no)),
+            Val::Text(e.kind.as_str().into()),
+            Val::Text(e.state.as_str().into()),
+            Val::Int(i64::try_from(e.amount_fen).unwrap_or(i64::MAX)),
+            Val::Int(i64::from(e.currency)),
+            Val::Text(e.pan_masked.clone()),
+            Val::Bytes(seal("pan", e.pan.expose())?),
+            Val::Bytes(seal("psn", e.psn.as_str())?),
+            Val::Text(e.txn_time.as_str().into()),
+            int(card.map(|c| i64::from(c.atc))),
+            int(card.map(|c| i64::from(c.cid.0[0]))),
+            text(card.map(|c| hex::encode_upper(c.cryptogram.0))),
+            text(card.map(|c| c.algorithm.as_str().into())),
+            text(card.map(|c| hex::encode_upper(&c.mac_data.0))),
+            Val::Bytes(digest.to_vec()),
+            Val::Text(status.into()),
+            text(reason.map(|r| r.as_str().into())),
+            Val::Int(clock::unix_now()),
+        ],
+    ))
+}
+
+/// `POST /v1/entries`.
+pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Response, ApiError> {
+    let authed: Authed = auth::authenticate(state, req).await?;
+    let body: UploadRequest =
+        wire::parse(&req.body, wire::MAX_BODY_BYTES).map_err(|e| ApiError::wire(&e))?;
+    auth::consume_nonce(state, &authed.terminal, &authed.nonce).await?;
+    let terminal = authed.terminal.to_string();
+    let n = body.entries.len();
+    let digests: Vec<[u8; 32]> = body
+        .entries
+        .iter()
+        .map(|e| sm3::digest(&wire::encode(e)))
+        .collect();
+    let mut answers: Vec<Option<(EntryStatus, Option<RejectReason>)>> = vec![None; n];
+
+    // Entries of another terminal are refused and never stored.
+    for (a, e) in answers.iter_mut().zip(&body.entries) {
+        if e.terminal_id != authed.terminal {
+            *a = Some((EntryStatus::Rejected, Some(RejectReason::TerminalMismatch)));
+        }
+    }
+    let ours: Vec<&UploadEntry> = body
+        .entries
+        .iter()
+        .filter(|e| e.terminal_id == authed.terminal)
+        .collect();
+    let (by_seq, by_id) = lookup(state, &terminal, &ours).await?;
+    // Also within the batch itself, a sequence number or id may appear once only.
+    let mut seen_seq = HashMap::new();
+    let mut seen_id = HashMap::new();
+    let mut decisions: Vec<(usize, &'static str, Option<RejectReason>)> = Vec::new();
+    let mut to_verify = Vec::new();
+    for (i, e) in body.entries.iter().enumerate() {
+        if answers.get(i).is_some_and(Option::is_some) {
+            continue;
+        }
+        let digest = digests.get(i).copied().unwrap_or_default();
+        let known = by_seq
+            .get(&e.seq)
+            .or_else(|| by_id.get(&e.idempotency_id.to_hex()));
+        let answer = if let Some(k) = known {
+            Some(answer_known(e, &digest, k))
+        } else if seen_seq.insert(e.seq, i).is_some()
+            || seen_id.insert(e.idempotency_id, i).is_some()
+        {
+            Some((EntryStatus::Rejected, Some(RejectReason::Conflict)))
+        } else {
+            None
+        };
+        if let Some(a) = answer {
+            if let Some(slot) = answers.get_mut(i) {
+                *slot = Some(a);
+            }
+            continue;
+        }
+        match static_check(e) {
+            Err(reason) => decisions.push((i, "rejected", Some(reason))),
+            Ok(()) => match &e.card {
+                None => decisions.push((i, "booked", None)),
+                Some(_) => to_verify.push(i),
+            },
+        }
+    }
+
+    // Verify cryptograms through the HSM, several at a time.
+    let mut set = tokio::task::JoinSet::new();
+    for &i in &to_verify {
+        let Some(e) = body.entries.get(i) else {
+            continue;
+        };
+        let Some(card) = e.card.clone() else { continue };
+        let (pan, psn) = (e.pan.clone(), e.psn.clone());
+        let st = Arc::clone(state);
+        set.spawn(async move { (i, st.hsm.verify(&pan, &psn, &card).await) });
+    }
+    while let Some(joined) = set.join_next().await {
+        let (i, r) = joined.map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "verification task failed",
+            )
+        })?;
+        match r {
+            Ok(true) => decisions.push((i, "booked", None)),
+            Ok(false) => decisions.push((i, "rejected", Some(RejectReason::CryptogramInvalid))),
+            Err(e) => {
+                let e: HsmError = e;
+                tracing::warn!(error = %e, "HSM");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "HSM unavailable",
+                ));
+            }
+        }
+    }
+    decisions.sort_by_key(|d| d.0);
+
+    // Book every new decision in one transaction.
+    let mut stmts = Vec::with_capacity(decisions.len());
+    for (i, status, reason) in &decisions {
+        let (Some(e), Some(d)) = (body.entries.get(*i), digests.get(*i)) else {
+            continue;
+        };
+        stmts.push(insert_stmt(state, e, d, status, *reason)?);
+    }
+    let affected = if stmts.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .db
+            .transaction(stmts, &state.pause_in_txn)
+            .await
+            .map_err(|e| ApiError::db(&e))?
+    };
+    let mut lost_race = Vec::new();
+    for ((i, status, reason), n) in decisions
+        .iter()
+        .zip(affected.iter().chain(std::iter::repeat(&0)))
+    {
+        if *n == 1 {
+            let s = if *status == "booked" {
+                EntryStatus::Booked
+            } else {
+                EntryStatus::Rejected
+            };
+            if let Some(slot) = answers.get_mut(*i) {
+                *slot = Some((s, *reason));
+            }
+        } else if let Some(e) = body.entries.get(*i) {
+            lost_race.push(e);
+        }
+    }
+    if !lost_race.is_empty() {
+        // Another request (a duplicate delivery, another instance) stored these first.
+        let (by_seq, by_id) = lookup(state, &terminal, &lost_race).await?;
+        for (i, e) in body.entries.iter().enumerate() {
+            if answers.get(i).is_some_and(Option::is_some) {
+                continue;
+            }
+            let digest = digests.get(i).copied().unwrap_or_default();
+            let a = match by_seq
+                .get(&e.seq)
+                .or_else(|| by_id.get(&e.idempotency_id.to_hex()))
+            {
+                Some(k) => answer_known(e, &digest, k),
+                None => (EntryStatus::Rejected, Some(RejectReason::Conflict)),
+            };
+            if let Some(slot) = answers.get_mut(i) {
+                *slot = Some(a);
+            }
+        }
+    }
+    let results: Vec<EntryResult> = body
+        .entries
+        .iter()
+        .zip(answers)
+        .map(|(e, a)| {
+            let (status, reason) = a.unwrap_or((EntryStatus::Rejected, Some(RejectReason::Other)));
+            EntryResult {
+                seq: e.seq,
+                idempotency_id: e.idempotency_id,
+                status,
+                reason,
+            }
+        })
+        .collect();
+    let booked = results
+        .iter()
+        .filter(|r| r.status == EntryStatus::Booked)
+        .count();
+    tracing::info!(terminal = %authed.terminal, entries = n, booked, "upload");
+    Ok(json_response(
+        StatusCode::OK,
+        &UploadResponse {
+            results,
+            server_time: clock::unix_now(),
+        },
+    ))
+}

@@ -1,0 +1,124 @@
+//! Cryptogram verification through hsm-sim over TCP: `KQ` mode 0 (verify a TC/ARQC/AAC, no
+//! ARPC; docs/hsm-protocol.md) with the issuer master key of the card's algorithm. Connections
+//! are pooled and made on demand; a call that fails on the wire or takes longer than the
+//! timeout drops its connection and reports the HSM unavailable, which the server answers with
+//! 503 so the terminal retries (nothing is booked or rejected on an HSM outage).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hsm_sim::{AsyncClient, ClientError, ErrorCode};
+use tokio::sync::Semaphore;
+
+use crate::entry::{Algorithm, CardResult, Pan, Psn};
+
+/// Outcome of asking the HSM, other than a clean yes/no.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    /// Could not reach the HSM, or it did not answer in time.
+    #[error("HSM unavailable: {0}")]
+    Unavailable(String),
+    /// The HSM refused the command for another reason than a wrong cryptogram (a missing key,
+    /// a key of the wrong type): a configuration error.
+    #[error("HSM refused the verification with error code {0}")]
+    Refused(ErrorCode),
+}
+
+/// HSM address and the labels of the issuer master keys (MK-AC) per algorithm.
+#[derive(Debug, Clone)]
+pub struct HsmConfig {
+    /// `host:port` of hsm-sim.
+    pub addr: String,
+    /// Header length the HSM expects.
+    pub header_len: usize,
+    /// Label of the 3DES MK-AC.
+    pub mk_tdes: String,
+    /// Label of the SM4 MK-AC.
+    pub mk_sm4: String,
+    /// Most connections at once.
+    pub connections: usize,
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+/// A pool of HSM connections.
+#[derive(Debug)]
+pub struct HsmVerifier {
+    config: HsmConfig,
+    idle: Mutex<Vec<AsyncClient>>,
+    limit: Semaphore,
+}
+
+/// The `KQ` mode-0 request body (fields as docs/hsm-protocol.md lists them; ARC `0000`, unused
+/// in mode 0).
+fn kq_body(label: &str, pan: &str, psn: &str, card: &CardResult) -> Vec<u8> {
+    let mut b = vec![b'0'];
+    b.extend_from_slice(label.as_bytes());
+    b.extend_from_slice(format!("{:02}{}{}", pan.len(), pan, psn).as_bytes());
+    b.extend_from_slice(format!("{:04X}", card.atc).as_bytes());
+    b.extend_from_slice(format!("{:04X}", card.mac_data.0.len()).as_bytes());
+    b.extend_from_slice(hex::encode_upper(&card.mac_data.0).as_bytes());
+    b.push(b';');
+    b.extend_from_slice(hex::encode_upper(card.cryptogram.0).as_bytes());
+    b.extend_from_slice(b"0000");
+    b
+}
+
+impl HsmVerifier {
+    /// A pool for `config` (connects on first use).
+    pub fn new(config: HsmConfig) -> Self {
+        let n = config.connections.max(1);
+        Self {
+            config,
+            idle: Mutex::new(Vec::new()),
+            limit: Semaphore::new(n),
+        }
+    }
+
+    /// Whether the HSM confirms the cryptogram: `Ok(true)` it verifies, `Ok(false)` it does not.
+    pub async fn verify(&self, pan: &Pan, psn: &Psn, card: &CardResult) -> Result<bool, HsmError> {
+        let label = match card.algorithm {
+            Algorithm::Tdes => &self.config.mk_tdes,
+            Algorithm::Sm4 => &self.config.mk_sm4,
+        };
+        let body = zeroize::Zeroizing::new(kq_body(label, pan.expose(), psn.as_str(), card));
+        let _permit = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|_| HsmError::Unavailable("closed".into()))?;
+        let reused = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut client = match reused {
+            Some(c) => c,
+            None => tokio::time::timeout(
+                self.config.timeout,
+                AsyncClient::connect(self.config.addr.as_str(), self.config.header_len),
+            )
+            .await
+            .map_err(|_| HsmError::Unavailable("connect timed out".into()))?
+            .map_err(|e| HsmError::Unavailable(e.to_string()))?,
+        };
+        let reply = tokio::time::timeout(self.config.timeout, client.call(*b"KQ", &body))
+            .await
+            .map_err(|_| HsmError::Unavailable("call timed out".into()))?;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(ClientError::Io(e)) => return Err(HsmError::Unavailable(e.to_string())),
+            Err(e) => return Err(HsmError::Unavailable(e.to_string())),
+        };
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(client);
+        match reply.error {
+            ErrorCode::Ok => Ok(true),
+            ErrorCode::VerificationFailure => Ok(false),
+            other => Err(HsmError::Refused(other)),
+        }
+    }
+}

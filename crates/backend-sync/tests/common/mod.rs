@@ -1,0 +1,494 @@
+//! Shared test harness: a real hsm-sim on loopback TCP, the `central-server` and `sync-agent`
+//! binaries as real processes (killed with SIGKILL where a test says so), real SQLite files and
+//! a real PostgreSQL (started by scripts/postgres-env.sh).
+
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use backend_sync::entry::{CNY, EntryKind, TerminalId, TxnTime};
+use backend_sync::field_crypto::FieldKey;
+use backend_sync::ledger::{Ledger, NewPayment, Outcome};
+use backend_sync::server::db::{Db, DbUrl, Val};
+use backend_sync::testkit::{self, TestCard};
+use card_core::crypto::sm2::Sm2PrivateKey;
+use hsm_sim::server::BackgroundServer;
+use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
+
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_central-server");
+pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_sync-agent");
+pub const FIELD_KEY: &str = "00112233445566778899AABBCCDDEEF0";
+pub const TERMINAL_FIELD_KEY: &str = "0F0E0D0C0B0A09080706050403020100";
+
+/// One hsm-sim for the whole test binary, on real TCP, with the demo issuer master keys.
+pub fn hsm_addr() -> String {
+    static HSM: OnceLock<(BackgroundServer, String)> = OnceLock::new();
+    HSM.get_or_init(|| {
+        let hsm = Hsm::in_memory(
+            Lmk::from_hex("00112233445566778899AABBCCDDEEFF").unwrap(),
+            4,
+        )
+        .unwrap();
+        hsm.form_key_from_components(
+            testkit::DEMO_MK_TDES_LABEL,
+            KeyType::MkAc,
+            Scheme::Tdes,
+            &[&hex::decode(testkit::DEMO_IMK_TDES).unwrap()],
+        )
+        .unwrap();
+        hsm.form_key_from_components(
+            testkit::DEMO_MK_SM4_LABEL,
+            KeyType::MkAc,
+            Scheme::Sm4,
+            &[&hex::decode(testkit::DEMO_IMK_SM4).unwrap()],
+        )
+        .unwrap();
+        let s = BackgroundServer::start(Arc::new(hsm), "127.0.0.1:0", 2).unwrap();
+        let addr = s.addr().to_string();
+        (s, addr)
+    })
+    .1
+    .clone()
+}
+
+/// A runtime for the library calls tests make.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The PostgreSQL base URL (scripts/postgres-env.sh start, idempotent, is run if needed).
+pub fn postgres_base_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(u) = std::env::var("SSCARD_PG_URL") {
+            return u;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres-env.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .output()
+            .expect("run postgres-env.sh");
+        assert!(
+            out.status.success(),
+            "postgres-env.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = std::env::var("SSCARD_PG_DIR").unwrap_or_else(|_| "/tmp/sscard-pg".into());
+        std::fs::read_to_string(Path::new(&dir).join("url"))
+            .expect("url file")
+            .trim()
+            .to_string()
+    })
+    .clone()
+}
+
+/// A fresh PostgreSQL database for one test.
+pub fn fresh_postgres_db() -> String {
+    let base = postgres_base_url();
+    let name = format!("t_{}", hex::encode(rand16()));
+    let rt = rt();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    });
+    match base.rfind('/') {
+        Some(i) => format!("{}/{name}", &base[..i]),
+        None => panic!("bad base url {base}"),
+    }
+}
+
+pub fn rand16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A server's files: database, keys.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: String,
+    pub server_key: PathBuf,
+    pub field_key: PathBuf,
+}
+
+impl Env {
+    pub fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = match backend {
+            Backend::Sqlite => dir.path().join("central.db").display().to_string(),
+            Backend::Postgres => fresh_postgres_db(),
+        };
+        let server_key = dir.path().join("server.key");
+        let field_key = dir.path().join("field.key");
+        std::fs::write(&field_key, FIELD_KEY).unwrap();
+        let env = Self {
+            dir,
+            db,
+            server_key,
+            field_key,
+        };
+        env.admin(&["keygen", "--out", env.server_key.to_str().unwrap()]);
+        env
+    }
+
+    /// Run an admin command; its standard output.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(SERVER_BIN)
+            .args([
+                "--db",
+                &self.db,
+                "--field-key",
+                self.field_key.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "central-server {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn add_terminal(&self, id: &str, region: &str) -> String {
+        self.admin(&["add-terminal", "--terminal", id, "--region", region])
+            .trim()
+            .to_string()
+    }
+
+    pub fn start_server(&self, port: u16, env: &[(&str, &str)]) -> Server {
+        Server::start(self, port, env, None)
+    }
+
+    /// The database, through the library.
+    pub fn query(&self, sql: &str, params: Vec<Val>) -> Vec<backend_sync::server::db::Row> {
+        let rt = rt();
+        rt.block_on(async {
+            let db = Db::open(&DbUrl::parse(&self.db), 1).await.unwrap();
+            db.query(sql, params).await.unwrap()
+        })
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.query(sql, vec![])[0].int(0).unwrap()
+    }
+}
+
+/// A running `central-server`.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub port: u16,
+    stderr: Arc<Mutex<Vec<String>>>,
+    paused: mpsc::Receiver<String>,
+}
+
+impl Server {
+    pub fn start(
+        env: &Env,
+        port: u16,
+        extra_env: &[(&str, &str)],
+        tls: Option<(&Path, &Path)>,
+    ) -> Self {
+        let mut cmd = Command::new(SERVER_BIN);
+        cmd.args([
+            "--db",
+            &env.db,
+            "--field-key",
+            env.field_key.to_str().unwrap(),
+            "serve",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--hsm",
+            &hsm_addr(),
+        ])
+        .args(["--server-key", env.server_key.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if let Some((cert, key)) = tls {
+            cmd.args([
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ]);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(line.starts_with("listening on "), "server said {line:?}");
+        let url = line.trim().trim_start_matches("listening on ").to_string();
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, paused) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let lines = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(p) = l.strip_prefix("SSCARD-PAUSED ") {
+                    let _ = tx.send(p.to_string());
+                }
+                lines.lock().unwrap().push(l);
+            }
+        });
+        Self {
+            child,
+            url,
+            port,
+            stderr,
+            paused,
+        }
+    }
+
+    /// Wait until the server says it paused.
+    pub fn wait_paused(&self, timeout: Duration) -> Option<String> {
+        self.paused.recv_timeout(timeout).ok()
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A terminal: its ledger, keys and cards.
+pub struct Term {
+    pub id: TerminalId,
+    pub dir: tempfile::TempDir,
+    pub ledger: PathBuf,
+    pub key: PathBuf,
+    pub field_key: PathBuf,
+}
+
+impl Term {
+    pub fn new(id: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("ledger.db");
+        let key = dir.path().join("terminal.key");
+        let field_key = dir.path().join("field.key");
+        std::fs::write(&field_key, TERMINAL_FIELD_KEY).unwrap();
+        let k = Sm2PrivateKey::generate_os().unwrap();
+        std::fs::write(&key, hex::encode_upper(k.expose_bytes().as_ref())).unwrap();
+        Self {
+            id: id.parse().unwrap(),
+            dir,
+            ledger,
+            key,
+            field_key,
+        }
+    }
+
+    pub fn open_ledger(&self) -> Ledger {
+        Ledger::open(
+            &self.ledger,
+            &self.id,
+            FieldKey::from_hex(TERMINAL_FIELD_KEY).unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn signing_key(&self) -> Sm2PrivateKey {
+        backend_sync::agent::read_key_file(&self.key).unwrap()
+    }
+
+    /// `sync-agent` with the terminal's options, then `args`.
+    pub fn agent(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(AGENT_BIN);
+        c.args([
+            "--ledger",
+            self.ledger.to_str().unwrap(),
+            "--terminal",
+            self.id.as_str(),
+        ])
+        .args(["--field-key", self.field_key.to_str().unwrap()])
+        .args(args);
+        c
+    }
+
+    /// The connection options for `register`/`once`/`run`.
+    pub fn conn_args(&self, url: &str) -> Vec<String> {
+        vec![
+            "--server".into(),
+            url.into(),
+            "--key".into(),
+            self.key.display().to_string(),
+            "--retry-base-ms".into(),
+            "20".into(),
+            "--retry-max-ms".into(),
+            "300".into(),
+            "--timeout-ms".into(),
+            "3000".into(),
+        ]
+    }
+
+    /// Run the agent to completion; (exit code, stdout, stderr).
+    pub fn run_agent(&self, sub: &str, url: &str, extra: &[&str]) -> (i32, String, String) {
+        let mut args: Vec<String> = vec![sub.into()];
+        args.extend(self.conn_args(url));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.agent(&refs).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn register(&self, env: &Env, url: &str, region: &str) {
+        let token = env.add_terminal(self.id.as_str(), region);
+        let (code, out, err) = self.run_agent("register", url, &["--token", &token]);
+        assert_eq!(code, 0, "register: {out} {err}");
+    }
+
+    /// Record `n` approved offline EC purchases with demo cards (SM4 and 3DES alternating);
+    /// returns their amounts by sequence number.
+    pub fn pay(&self, n: usize, seed: u64) -> Vec<(u64, u64)> {
+        let mut l = self.open_ledger();
+        let mut out = Vec::new();
+        let mut sm4 = TestCard::demo_sm4(seed).unwrap();
+        let mut tdes = TestCard::demo_tdes(seed).unwrap();
+        let t: TxnTime = "20250301101500".parse().unwrap();
+        for i in 0..n {
+            let amount = 100 + (seed * 7 + i as u64 * 13) % 10_000;
+            let card = if i % 2 == 0 { &mut sm4 } else { &mut tdes };
+            let p = NewPayment {
+                kind: EntryKind::EcPurchase,
+                amount_fen: amount,
+                currency: CNY,
+                pan: card.pan.clone(),
+                psn: card.psn.clone(),
+                txn_time: t.clone(),
+            };
+            let intent = l.begin_payment(&p).unwrap();
+            let r = card.generate_ac(0x40, amount, CNY, &t, EntryKind::EcPurchase);
+            l.record_outcome(intent.seq, &Outcome::Approved(r)).unwrap();
+            out.push((intent.seq, amount));
+        }
+        out
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Spawn the agent, wait for it to say it paused (or exit), SIGKILL it. True if it paused.
+pub fn agent_until_pause(term: &Term, url: &str, point: &str, nth: u32, extra: &[&str]) -> bool {
+    let mut args: Vec<String> = vec!["once".into()];
+    args.extend(term.conn_args(url));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = term
+        .agent(&refs)
+        .env(backend_sync::pause::ENV, format!("{point}:{nth}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            if l.starts_with("SSCARD-PAUSED") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut paused = false;
+    while Instant::now() < deadline {
+        if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+            paused = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    paused
+}
+
+/// The invariant: every approved entry of the ledger is booked exactly once on the server with
+/// its idempotency id and amount, the server has nothing else for the terminal, and the ledger
+/// knows every entry as booked.
+pub fn assert_exactly_once(env: &Env, term: &Term, expected: &[(u64, u64)]) {
+    let rows = env.query(
+        "SELECT seq, idempotency_id, status, amount_fen FROM entries WHERE terminal_id = $1 ORDER BY seq",
+        vec![Val::Text(term.id.to_string())],
+    );
+    let l = term.open_ledger();
+    let entries = l.entries().unwrap();
+    assert_eq!(rows.len(), expected.len(), "server rows for {}", term.id);
+    let mut ids = std::collections::HashSet::new();
+    for (r, (seq, amount)) in rows.iter().zip(expected) {
+        assert_eq!(r.int(0).unwrap() as u64, *seq);
+        assert_eq!(r.text(2).unwrap(), "booked", "seq {seq}");
+        assert_eq!(r.int(3).unwrap() as u64, *amount, "seq {seq}");
+        let e = entries.iter().find(|e| e.seq == *seq).unwrap();
+        assert_eq!(r.text(1).unwrap(), e.idempotency_id.to_hex());
+        assert!(ids.insert(r.text(1).unwrap()), "idempotency id twice");
+        assert_eq!(
+            l.upload_state(*seq).unwrap().unwrap().0,
+            backend_sync::ledger::UploadState::Booked,
+            "ledger state of seq {seq}"
+        );
+    }
+    let server_sum: i64 = rows.iter().map(|r| r.int(3).unwrap()).sum();
+    let ledger_sum: u64 = expected.iter().map(|(_, a)| a).sum();
+    assert_eq!(server_sum as u64, ledger_sum);
+}
