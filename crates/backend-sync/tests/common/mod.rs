@@ -363,8 +363,6 @@ impl Term {
             "20".into(),
             "--retry-max-ms".into(),
             "300".into(),
-            "--timeout-ms".into(),
-            "3000".into(),
         ]
     }
 

@@ -1,0 +1,129 @@
+//! kill -9, for real: the agent killed before a send, after a send before the answer is
+//! stored, and between batches, and at random moments; the server killed inside its booking
+//! transaction. After each loop, every entry is booked exactly once and the totals balance.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+const BATCH: &[&str] = &["--batch-size", "10"];
+
+#[test]
+fn agent_killed_at_each_step_then_resumed_books_everything_exactly_once() {
+    let env = Env::new(Backend::Sqlite);
+    let server = env.start_server(0, &[]);
+    let term = Term::new("KIOSK-K1");
+    term.register(&env, &server.url, "110100");
+    let mut expected = term.pay(60, 31);
+    for (kills, (point, nth)) in [
+        ("before_send", 1),
+        ("after_send", 1),
+        ("mid_batch", 1),
+        ("after_send", 2),
+        ("before_send", 3),
+        ("mid_batch", 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // New payments keep arriving between crashes.
+        expected.extend(term.pay(5, 40 + kills as u64));
+        assert!(
+            agent_until_pause(&term, &server.url, point, nth, BATCH),
+            "the agent never reached {point}#{nth}"
+        );
+        let l = term.open_ledger();
+        assert!(l.integrity_ok().unwrap());
+    }
+    // Random moments too.
+    for i in 0..5u64 {
+        let mut args = vec!["once".to_string()];
+        args.extend(term.conn_args(&server.url));
+        args.extend(BATCH.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = term
+            .agent(&refs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + 37 * i));
+        let _ = child.kill();
+        let _ = child.wait();
+        expected.extend(term.pay(3, 60 + i));
+    }
+    let (code, out, err) = term.run_agent(
+        "once",
+        &server.url,
+        &["--batch-size", "10", "--close-batch"],
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("batch 1: balanced"), "{out}");
+    assert_exactly_once(&env, &term, &expected);
+}
+
+/// Kill the server inside its booking transaction three times while an agent uploads new
+/// entries, each time at a different transaction (the first, second, third batch of the run).
+pub fn server_killed_mid_transaction(backend: Backend) {
+    let env = Env::new(backend);
+    let port = free_port();
+    let server = env.start_server(port, &[]);
+    let term = Term::new("KIOSK-K2");
+    term.register(&env, &server.url, "110100");
+    drop(server);
+    let mut expected = Vec::new();
+    for k in 1..=3u32 {
+        expected.extend(term.pay(40, 70 + u64::from(k)));
+        let mut server =
+            env.start_server(port, &[(backend_sync::pause::ENV, &format!("in_txn:{k}"))]);
+        let mut args = vec!["once".to_string()];
+        args.extend(term.conn_args(&server.url));
+        args.extend(["--batch-size", "10", "--max-attempts", "100"].map(String::from));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let agent = term
+            .agent(&refs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let paused = server.wait_paused(Duration::from_secs(60));
+        assert_eq!(
+            paused.as_deref(),
+            Some("in_txn"),
+            "server never paused: {}",
+            server.stderr()
+        );
+        server.kill9();
+        // The agent keeps retrying against the dead server; bring it back on the same port.
+        std::thread::sleep(Duration::from_millis(200));
+        let back = env.start_server(port, &[]);
+        let out = agent.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "agent: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(back);
+        assert_exactly_once(&env, &term, &expected);
+    }
+    let server = env.start_server(port, &[]);
+    let (code, out, err) = term.run_agent("once", &server.url, &["--close-batch"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("batch 1: balanced"), "{out}");
+    assert_exactly_once(&env, &term, &expected);
+}
+
+#[test]
+fn server_killed_mid_transaction_sqlite() {
+    server_killed_mid_transaction(Backend::Sqlite);
+}
