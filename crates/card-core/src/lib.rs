@@ -18,6 +18,7 @@ pub mod atr;
 pub mod channel;
 pub mod crypto;
 pub mod mask;
+pub mod pboc;
 pub mod secret;
 pub mod ssse;
 pub mod status;
