@@ -4,4 +4,8 @@
 //! APDUs, with a redacted JSON-lines trace. The kiosk, the counter mode and the counter API
 //! come with their issues and will share the UI-free flows kept here.
 
+pub mod card_source;
 pub mod cardctl;
+pub mod demo;
+pub mod kiosk;
+pub mod session;

@@ -64,6 +64,20 @@ pub struct Authenticated {
     pub ca_index: u8,
     /// The card's ICC dynamic number from its answer.
     pub icc_dynamic_number: Vec<u8>,
+    /// The PAN the certificates name (BCD, `F`-padded, as tag `5A`).
+    pub pan: Vec<u8>,
+}
+
+impl Authenticated {
+    /// The PAN's digits.
+    pub fn pan_digits(&self) -> String {
+        self.pan
+            .iter()
+            .flat_map(|b| [b >> 4, b & 0x0f])
+            .filter(|n| *n <= 9)
+            .map(|n| char::from(b'0' + n))
+            .collect()
+    }
 }
 
 /// The static data the ICC certificate authenticates: card number ‖ social-security number,
@@ -181,6 +195,7 @@ pub fn authenticate_card<C: CardChannel>(
         icc_key,
         ca_index: index,
         icc_dynamic_number,
+        pan: pan.to_vec(),
     })
 }
 

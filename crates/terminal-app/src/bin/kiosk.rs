@@ -1,0 +1,263 @@
+//! `kiosk`: the citizen self-service terminal.
+//!
+//! With no options it starts the demo: fictional cards personalised by an in-memory hsm-sim, an
+//! in-process reader with a demo panel to insert and remove them, a ledger seeded with their
+//! records. `--reader NAME --trust FILE --ledger FILE --field-key-file FILE` runs it on a real
+//! PC/SC reader instead. Without a display it says so; `--headless` then runs the demo journey
+//! in text.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use card_core::secret::Pin;
+use clap::Parser;
+use terminal_app::card_source::{CardSource, DemoSlot, DemoSource, PcscSource};
+use terminal_app::demo::DemoWorld;
+use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang};
+use terminal_app::session::{Request, Update, Worker, WorkerConfig};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Social-security card self-service kiosk")]
+struct Args {
+    /// Use this PC/SC reader instead of the demo's in-process reader.
+    #[arg(long)]
+    reader: Option<String>,
+    /// Trust store (CA keys) for a real reader.
+    #[arg(long, requires = "reader")]
+    trust: Option<PathBuf>,
+    /// Ledger file for a real reader.
+    #[arg(long, requires = "reader")]
+    ledger: Option<PathBuf>,
+    /// File with the ledger's field key (32 hex digits).
+    #[arg(long, requires = "ledger")]
+    field_key_file: Option<PathBuf>,
+    /// Start in English.
+    #[arg(long)]
+    english: bool,
+    /// A window instead of full screen.
+    #[arg(long)]
+    windowed: bool,
+    /// Seconds without input after which a session ends.
+    #[arg(long, default_value_t = 60)]
+    idle: u64,
+    /// No window: run the demo journey and print each step.
+    #[arg(long)]
+    headless: bool,
+    /// Where the demo keeps its ledger (default: a temporary directory).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+fn today() -> card_core::ssse::Date {
+    terminal_app::cardctl::today().unwrap_or(card_core::ssse::Date {
+        year: 2026,
+        month: 1,
+        day: 1,
+    })
+}
+
+fn headless(world: &DemoWorld) -> Result<()> {
+    let slot = DemoSlot::default();
+    let (req_tx, req_rx) = mpsc::channel();
+    let (up_tx, up_rx) = mpsc::channel();
+    let worker = Worker::new(
+        Box::new(DemoSource::new(slot.clone())),
+        req_rx,
+        up_tx,
+        Box::new(|| {}),
+        WorkerConfig {
+            trust: world.trust.clone(),
+            ledger: Some(world.ledger_path.clone()),
+            open_ledger: Some(world.ledger_opener()),
+            today: Box::new(today),
+        },
+    );
+    let handle = worker.spawn()?;
+    let wait = |what: &str| -> Result<Update> {
+        loop {
+            let u = up_rx
+                .recv_timeout(Duration::from_secs(10))
+                .with_context(|| format!("waiting for {what}"))?;
+            println!("  <- {}", describe(&u));
+            if !matches!(u, Update::Reader(_) | Update::Reading) {
+                return Ok(u);
+            }
+        }
+    };
+    let card = |name: &str| {
+        world
+            .cards
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.card.clone())
+    };
+    println!("headless demo journey (the same session the kiosk window drives)");
+    println!("-> insert 张三's card");
+    slot.insert("zhangsan", card("zhangsan").context("card")?);
+    wait("the PIN prompt")?;
+    println!("-> enter a wrong PIN");
+    req_tx.send(Request::VerifyPin(Pin::new("000000")?))?;
+    wait("the wrong-PIN answer")?;
+    println!("-> enter the right PIN");
+    req_tx.send(Request::VerifyPin(Pin::new("123456")?))?;
+    if let Update::SignedIn(c) = wait("sign-in")? {
+        println!(
+            "     name {}  social security no. {}  card {}",
+            c.identity.holder.name, c.identity.holder.ssn, c.identity.card.card_number
+        );
+        match &c.insurance {
+            Some(i) => println!(
+                "     insurance {}  {} months  medical account {} fen  as of {}",
+                i.status, i.contribution_months, i.medical_balance_fen, i.as_of
+            ),
+            None => println!("     no local insurance record"),
+        }
+    }
+    println!("-> finish");
+    req_tx.send(Request::End)?;
+    wait("the end of the session")?;
+    println!("-> take the card out");
+    slot.remove();
+    wait("card removed")?;
+    println!("-> insert 王芳's card (reported lost)");
+    slot.insert("wangfang-t0", card("wangfang-t0").context("card")?);
+    wait("rejection")?;
+    slot.remove();
+    wait("card removed")?;
+    req_tx.send(Request::Shutdown)?;
+    let _ = handle.join();
+    println!("journey complete");
+    Ok(())
+}
+
+fn describe(u: &Update) -> String {
+    match u {
+        Update::Reader(r) => format!("reader {r:?}"),
+        Update::Reading => "reading the card".into(),
+        Update::Rejected(r) => format!("card rejected: {r:?}"),
+        Update::PinNeeded { tries_left } => format!("PIN needed ({tries_left} tries left)"),
+        Update::PinWrong { tries_left } => format!("wrong PIN ({tries_left} tries left)"),
+        Update::PinBlocked => "PIN blocked".into(),
+        Update::SignedIn(_) => "signed in".into(),
+        Update::PinChanged => "PIN changed".into(),
+        Update::PinChangeFailed(e) => format!("PIN change failed: {e}"),
+        Update::CardRemoved => "card removed".into(),
+        Update::Ended => "session ended: please take your card".into(),
+        Update::Error(e) => format!("error: {e}"),
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = match &args.state_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("sscard-kiosk-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let has_display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if args.headless {
+        let world = DemoWorld::build(&dir)?;
+        return headless(&world);
+    }
+    if !has_display {
+        eprintln!(
+            "kiosk: no display found (neither DISPLAY nor WAYLAND_DISPLAY is set).\n\
+             Run `kiosk --headless` to see the same citizen journey in text, or start it under a \
+             display (e.g. `xvfb-run kiosk --windowed`)."
+        );
+        std::process::exit(2);
+    }
+
+    let (req_tx, req_rx) = mpsc::channel();
+    let (up_tx, up_rx) = mpsc::channel();
+    let (source, config, demo): (Box<dyn CardSource>, WorkerConfig, Option<DemoPanel>) =
+        match &args.reader {
+            Some(reader) => {
+                let trust_path = args
+                    .trust
+                    .as_ref()
+                    .context("--trust is needed with --reader")?;
+                let text = std::fs::read_to_string(trust_path)?;
+                let trust =
+                    card_core::ssse::auth::parse_trust_store(&text).map_err(|(line, why)| {
+                        anyhow::anyhow!("{}: line {line}: {why}", trust_path.display())
+                    })?;
+                let open_ledger = match (&args.ledger, &args.field_key_file) {
+                    (Some(path), Some(key)) => {
+                        let key = std::fs::read_to_string(key)?.trim().to_string();
+                        let path = path.clone();
+                        Some(Box::new(move || DemoWorld::open_ledger(&path, &key))
+                            as Box<dyn Fn() -> Result<_, _> + Send>)
+                    }
+                    (None, _) => None,
+                    (Some(_), None) => bail!("--ledger needs --field-key-file"),
+                };
+                (
+                    Box::new(PcscSource::new(Some(reader.clone()))),
+                    WorkerConfig {
+                        trust,
+                        ledger: args.ledger.clone(),
+                        open_ledger,
+                        today: Box::new(today),
+                    },
+                    None,
+                )
+            }
+            None => {
+                let world = DemoWorld::build(&dir)?;
+                let slot = DemoSlot::default();
+                let config = WorkerConfig {
+                    trust: world.trust.clone(),
+                    ledger: Some(world.ledger_path.clone()),
+                    open_ledger: Some(world.ledger_opener()),
+                    today: Box::new(today),
+                };
+                (
+                    Box::new(DemoSource::new(slot.clone())),
+                    config,
+                    Some(DemoPanel {
+                        slot,
+                        cards: world.cards.clone(),
+                    }),
+                )
+            }
+        };
+    let options = KioskOptions {
+        lang: if args.english { Lang::En } else { Lang::Zh },
+        idle_timeout: Duration::from_secs(args.idle),
+    };
+    let viewport = egui::ViewportBuilder::default()
+        .with_title("社保卡自助服务")
+        .with_inner_size([1366.0, 800.0])
+        .with_fullscreen(!args.windowed);
+    let native = eframe::NativeOptions {
+        viewport,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "sscard-kiosk",
+        native,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let worker = Worker::new(
+                source,
+                req_rx,
+                up_tx,
+                Box::new(move || ctx.request_repaint()),
+                config,
+            );
+            worker.spawn()?;
+            Ok(Box::new(KioskApp::new(
+                &cc.egui_ctx,
+                req_tx,
+                up_rx,
+                demo,
+                options,
+            )))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}

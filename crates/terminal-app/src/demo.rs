@@ -1,0 +1,273 @@
+//! The demo world the kiosk starts with when given nothing else: fictional cards personalised
+//! by a throw-away in-memory hsm-sim, the trust store for their CA, and a ledger seeded with
+//! their insurance records and one reported lost.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use backend_sync::entry::TerminalId;
+use backend_sync::field_crypto::FieldKey;
+use backend_sync::ledger::Ledger;
+use backend_sync::wire::{
+    CardholderPage, CardholderRecord, HotListAction, HotListChange, HotListDelta,
+};
+use card_core::CardSession;
+use card_core::crypto::rsa::YearMonth;
+use card_core::crypto::sm2_cert::TrustStore;
+use card_core::ssse::{self, ReadStrategy};
+use firmware_tests::personalize::{self, CardInput};
+use firmware_tests::{Profile, SharedCard, SoftCard};
+use hsm_sim::client::{HsmClient, InProcess};
+use hsm_sim::keys::{BlockKey, Secret};
+use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
+
+/// A demo card.
+#[derive(Clone)]
+pub struct DemoCard {
+    /// Fixture name.
+    pub name: &'static str,
+    /// Label on the demo panel (Chinese).
+    pub label_zh: &'static str,
+    /// Label on the demo panel (English).
+    pub label_en: &'static str,
+    /// The card.
+    pub card: SharedCard,
+    /// Its PAN (fictional).
+    pub pan: String,
+}
+
+impl std::fmt::Debug for DemoCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoCard")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the demo needs.
+#[derive(Debug)]
+pub struct DemoWorld {
+    /// The cards, in the order the demo panel shows them.
+    pub cards: Vec<DemoCard>,
+    /// CA keys.
+    pub trust: TrustStore,
+    /// The ledger file.
+    pub ledger_path: PathBuf,
+    /// The ledger's field key (hex); in a real kiosk it lives outside the database.
+    field_key_hex: String,
+}
+
+/// The demo terminal's id.
+pub const TERMINAL: &str = "KIOSK-DEMO-0001";
+const FIELD_KEY: [u8; 16] = *b"sscard-demo-key!";
+const ZMK: [u8; 16] = [0x5a; 16];
+
+/// Cards of the demo: fixture, labels, whether its PAN is on the hot list.
+const CARDS: [(&str, &str, &str, bool); 5] = [
+    (
+        "zhangsan",
+        "张三（正常卡，PIN 123456）",
+        "Zhang San (valid, PIN 123456)",
+        false,
+    ),
+    (
+        "lisi",
+        "李思（正常卡，PIN 654321）",
+        "Li Si (valid, PIN 654321)",
+        false,
+    ),
+    (
+        "wangfang-t0",
+        "王芳（已挂失）",
+        "Wang Fang (reported lost)",
+        true,
+    ),
+    ("expired", "赵敏（已过期）", "Zhao Min (expired)", false),
+    (
+        "blocked",
+        "欧阳明月（密码已锁）",
+        "Ouyang Mingyue (PIN blocked)",
+        false,
+    ),
+];
+
+fn digits(n: usize) -> String {
+    format!("621700001000{:07}", n + 1)
+}
+
+impl DemoWorld {
+    /// Build the demo in `dir` (the ledger file goes there).
+    pub fn build(dir: &Path) -> Result<Self> {
+        let hsm = Arc::new(Hsm::in_memory(Lmk::new(&[0x42; 16]), 4)?);
+        hsm.form_key_from_components("ZMKPERSO", KeyType::Zmk, Scheme::Sm4, &[&ZMK])?;
+        let mut client = HsmClient::new(InProcess::new(hsm));
+        let issuer = personalize::setup_issuer(
+            &mut client,
+            "CAROOT01",
+            0x01,
+            "ISSUER01",
+            "62170000",
+            YearMonth {
+                year: 2035,
+                month: 12,
+            },
+        )?;
+        let zmk = BlockKey::new(Scheme::Sm4, &Secret::new(ZMK.to_vec()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut trust = TrustStore::new();
+        trust.insert(issuer.ca.clone());
+        let mut cards = Vec::new();
+        for (i, (name, zh, en, _)) in CARDS.iter().enumerate() {
+            let mut image = Profile::embedded(name).context("fixture")?.build()?;
+            let identity = {
+                let mut s = CardSession::new(SoftCard::in_memory(image.clone()));
+                ssse::read_identity(&mut s, ReadStrategy::AllRecords)?
+            };
+            let statics = ssse::auth::static_data(&identity);
+            let pan = digits(i);
+            let label = format!("ICC{:05}", i + 1);
+            personalize::personalize_pki(
+                &mut client,
+                &mut image,
+                &issuer,
+                "ZMKPERSO",
+                &zmk,
+                &CardInput {
+                    label: &label,
+                    pan: &pan,
+                    static_data: &statics,
+                    expiry: YearMonth {
+                        year: 2034,
+                        month: 12,
+                    },
+                    serial: [0, 0, u8::try_from(i + 1).unwrap_or(0)],
+                },
+            )?;
+            cards.push(DemoCard {
+                name,
+                label_zh: zh,
+                label_en: en,
+                card: Arc::new(Mutex::new(SoftCard::in_memory(image))),
+                pan,
+            });
+        }
+        let world = Self {
+            cards,
+            trust,
+            ledger_path: dir.join("kiosk-ledger.db"),
+            field_key_hex: hex::encode_upper(FIELD_KEY),
+        };
+        world.seed_ledger()?;
+        Ok(world)
+    }
+
+    /// Open the demo ledger.
+    pub fn open_ledger(
+        path: &Path,
+        key_hex: &str,
+    ) -> Result<Ledger, backend_sync::ledger::LedgerError> {
+        let terminal: TerminalId = TERMINAL.parse()?;
+        let key = FieldKey::from_hex(key_hex)?;
+        Ledger::open(path, &terminal, key)
+    }
+
+    /// A function the session worker can call to open the ledger.
+    pub fn ledger_opener(
+        &self,
+    ) -> Box<dyn Fn() -> Result<Ledger, backend_sync::ledger::LedgerError> + Send> {
+        let path = self.ledger_path.clone();
+        let key = self.field_key_hex.clone();
+        Box::new(move || Self::open_ledger(&path, &key))
+    }
+
+    fn seed_ledger(&self) -> Result<()> {
+        let mut ledger = Self::open_ledger(&self.ledger_path, &self.field_key_hex)?;
+        let records = [
+            (
+                "110105198703153011",
+                "张三",
+                "A00000011",
+                "110105",
+                "active",
+                156,
+                325_680,
+            ),
+            (
+                "310115199207082642",
+                "李思",
+                "B23456780",
+                "310115",
+                "active",
+                98,
+                1_204_500,
+            ),
+            (
+                "440305196501221846",
+                "王芳",
+                "C11223346",
+                "440305",
+                "active",
+                372,
+                88_000,
+            ),
+            (
+                "510107198002290627",
+                "赵敏",
+                "D98765435",
+                "510107",
+                "suspended",
+                60,
+                0,
+            ),
+        ];
+        let page = CardholderPage {
+            from_version: ledger.meta_u64("cardholders_version").unwrap_or(0),
+            to_version: records.len() as u64,
+            records: records
+                .iter()
+                .enumerate()
+                .map(|(i, (ssn, name, card, region, status, months, balance))| -> Result<CardholderRecord> {
+                    Ok(CardholderRecord {
+                        ssn: (*ssn).to_string(),
+                        name: (*name).to_string(),
+                        card_no: (*card).to_string(),
+                        region: region.parse().map_err(|_| anyhow::anyhow!("region"))?,
+                        insurance_status: (*status).to_string(),
+                        contribution_months: *months,
+                        medical_balance_fen: *balance,
+                        as_of: "20261127180000".parse().map_err(|_| anyhow::anyhow!("time"))?,
+                        version: i as u64 + 1,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            more: false,
+        };
+        if page.from_version == 0 {
+            let _ = ledger.apply_cardholders(&page);
+        }
+        if ledger.hotlist_version()? == 0 {
+            let changes = CARDS
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.3)
+                .enumerate()
+                .map(|(v, (i, _))| -> Result<HotListChange> {
+                    Ok(HotListChange {
+                        version: v as u64 + 1,
+                        pan: digits(i).parse().map_err(|_| anyhow::anyhow!("pan"))?,
+                        action: HotListAction::Add,
+                        reason: "lost".into(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let delta = HotListDelta {
+                from_version: 0,
+                to_version: changes.len() as u64,
+                changes,
+            };
+            ledger.apply_hotlist(&delta)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,324 @@
+//! The citizen kiosk: egui/eframe screens over the UI-free [`crate::session`].
+//!
+//! The app keeps a [`UiState`] (which screen, what the citizen typed, what the session reported)
+//! and draws it; buttons turn into [`Request`]s for the session worker, whose [`Update`]s come back
+//! through a channel and wake the UI with a repaint. Card and ledger work never runs on the UI
+//! thread. Chinese is the default language, English one button away; every widget has a text
+//! label, so tests click by label through AccessKit. A removed card, the citizen's "end", and the
+//! idle timeout all return to the attract screen and drop every personal field.
+
+mod fonts;
+mod screens;
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use crate::card_source::DemoSlot;
+use crate::demo::DemoCard;
+use crate::session::{Citizen, ReaderStatus, RejectReason, Request, Update};
+
+pub use fonts::install as install_fonts;
+
+/// Display language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// 中文 (default).
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// Pick the text for this language.
+    pub const fn t(self, zh: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Self::Zh => zh,
+            Self::En => en,
+        }
+    }
+}
+
+/// Which screen is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    /// "Please insert your card".
+    Attract,
+    /// Reading and checking the card.
+    Reading,
+    /// The card was turned away.
+    Rejected(RejectReason),
+    /// PIN entry.
+    Pin,
+    /// The menu.
+    Home,
+    /// Personal information.
+    Personal,
+    /// Insurance and medical account.
+    Insurance,
+    /// Change PIN: enter the old one, the new one, the new one again.
+    ChangePin(ChangeStage),
+    /// A message with an OK button back to the menu.
+    Notice(String),
+    /// "Please take your card".
+    TakeCard,
+}
+
+/// Steps of a PIN change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeStage {
+    /// Current PIN.
+    Old,
+    /// New PIN.
+    New,
+    /// New PIN again.
+    Confirm,
+}
+
+/// What the UI shows; everything personal lives in `citizen` and the PIN buffers, and goes
+/// when the session ends.
+#[derive(Debug)]
+pub struct UiState {
+    /// Current screen.
+    pub screen: Screen,
+    /// Language.
+    pub lang: Lang,
+    /// Reader as the status bar shows it.
+    pub reader: ReaderStatus,
+    /// The signed-in citizen.
+    pub citizen: Option<Box<Citizen>>,
+    /// Show personal data unmasked (the citizen pressed "show").
+    pub reveal: bool,
+    /// Digits typed on the keypad.
+    pub digits: Zeroizing<String>,
+    /// PIN tries left, as the card last said.
+    pub tries_left: Option<u8>,
+    /// A line under the keypad (wrong PIN, mismatch...).
+    pub pin_message: Option<String>,
+    /// Old and new PIN during a change.
+    pub change_old: Zeroizing<String>,
+    /// New PIN during a change.
+    pub change_new: Zeroizing<String>,
+    /// Waiting for the session.
+    pub busy: bool,
+    /// Whether the terminal reached the backend recently.
+    pub online: bool,
+    /// Ledger entries waiting to be uploaded.
+    pub pending_sync: u64,
+}
+
+impl UiState {
+    fn new(lang: Lang) -> Self {
+        Self {
+            screen: Screen::Attract,
+            lang,
+            reader: ReaderStatus::Missing,
+            citizen: None,
+            reveal: false,
+            digits: Zeroizing::new(String::new()),
+            tries_left: None,
+            pin_message: None,
+            change_old: Zeroizing::new(String::new()),
+            change_new: Zeroizing::new(String::new()),
+            busy: false,
+            online: false,
+            pending_sync: 0,
+        }
+    }
+
+    /// Forget everything personal and go back to the attract screen.
+    pub fn clear(&mut self) {
+        self.citizen = None;
+        self.reveal = false;
+        self.digits = Zeroizing::new(String::new());
+        self.change_old = Zeroizing::new(String::new());
+        self.change_new = Zeroizing::new(String::new());
+        self.tries_left = None;
+        self.pin_message = None;
+        self.busy = false;
+        self.screen = Screen::Attract;
+    }
+}
+
+/// The demo panel: cards to insert into the in-process slot.
+#[derive(Debug)]
+pub struct DemoPanel {
+    /// The slot.
+    pub slot: DemoSlot,
+    /// The cards.
+    pub cards: Vec<DemoCard>,
+}
+
+/// Options of the kiosk app.
+#[derive(Debug, Clone)]
+pub struct KioskOptions {
+    /// Start language.
+    pub lang: Lang,
+    /// Idle time after which a session ends.
+    pub idle_timeout: Duration,
+}
+
+impl Default for KioskOptions {
+    fn default() -> Self {
+        Self {
+            lang: Lang::Zh,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The kiosk.
+pub struct KioskApp {
+    /// What is shown.
+    pub state: UiState,
+    requests: Sender<Request>,
+    updates: Receiver<Update>,
+    demo: Option<DemoPanel>,
+    idle_timeout: Duration,
+    last_input: Instant,
+    status: Option<Box<dyn Fn() -> (bool, u64) + Send>>,
+}
+
+impl std::fmt::Debug for KioskApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KioskApp")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KioskApp {
+    /// A kiosk sending `requests` to a session worker and reading its `updates`.
+    pub fn new(
+        ctx: &egui::Context,
+        requests: Sender<Request>,
+        updates: Receiver<Update>,
+        demo: Option<DemoPanel>,
+        options: KioskOptions,
+    ) -> Self {
+        fonts::install(ctx);
+        screens::style(ctx);
+        Self {
+            state: UiState::new(options.lang),
+            requests,
+            updates,
+            demo,
+            idle_timeout: options.idle_timeout,
+            last_input: Instant::now(),
+            status: None,
+        }
+    }
+
+    /// Where the status bar gets "online" and "entries waiting" from.
+    pub fn with_sync_status(mut self, status: Box<dyn Fn() -> (bool, u64) + Send>) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    fn request(&mut self, r: Request) {
+        self.state.busy = true;
+        let _ = self.requests.send(r);
+    }
+
+    /// Apply one update from the session.
+    pub fn apply(&mut self, u: Update) {
+        let s = &mut self.state;
+        s.busy = false;
+        match u {
+            Update::Reader(r) => s.reader = r,
+            Update::Reading => {
+                s.clear();
+                s.reader = ReaderStatus::CardIn;
+                s.screen = Screen::Reading;
+            }
+            Update::Rejected(reason) => s.screen = Screen::Rejected(reason),
+            Update::PinNeeded { tries_left } => {
+                s.tries_left = Some(tries_left);
+                s.digits = Zeroizing::new(String::new());
+                s.screen = Screen::Pin;
+            }
+            Update::PinWrong { tries_left } => {
+                s.tries_left = Some(tries_left);
+                s.digits = Zeroizing::new(String::new());
+                s.pin_message = Some(match s.lang {
+                    Lang::Zh => format!("密码错误，还可尝试 {tries_left} 次"),
+                    Lang::En => format!("Wrong PIN, {tries_left} tries left"),
+                });
+                if matches!(s.screen, Screen::ChangePin(_)) {
+                    s.screen = Screen::ChangePin(ChangeStage::Old);
+                }
+            }
+            Update::PinBlocked => {
+                s.citizen = None;
+                s.screen = Screen::Rejected(RejectReason::PinBlocked);
+            }
+            Update::SignedIn(c) => {
+                s.citizen = Some(c);
+                s.digits = Zeroizing::new(String::new());
+                s.pin_message = None;
+                s.screen = Screen::Home;
+            }
+            Update::PinChanged => {
+                s.change_old = Zeroizing::new(String::new());
+                s.change_new = Zeroizing::new(String::new());
+                s.screen = Screen::Notice(s.lang.t("密码已修改", "PIN changed").to_string());
+            }
+            Update::PinChangeFailed(why) => s.screen = Screen::Notice(why),
+            Update::CardRemoved => {
+                s.clear();
+                s.reader = ReaderStatus::Ready(String::new());
+            }
+            Update::Ended => {
+                let lang = s.lang;
+                let reader = s.reader.clone();
+                s.clear();
+                s.lang = lang;
+                s.reader = reader;
+                s.screen = Screen::TakeCard;
+            }
+            Update::Error(e) => s.screen = Screen::Notice(e),
+        }
+    }
+
+    /// Drain the session's updates and enforce the idle timeout. Called before each frame.
+    pub fn tick(&mut self, ctx: &egui::Context) {
+        while let Ok(u) = self.updates.try_recv() {
+            self.apply(u);
+        }
+        if let Some(status) = &self.status {
+            let (online, pending) = status();
+            self.state.online = online;
+            self.state.pending_sync = pending;
+        }
+        let active = ctx.input(|i| !i.events.is_empty() || i.pointer.any_down());
+        if active {
+            self.last_input = Instant::now();
+        }
+        let idle_screen = matches!(self.state.screen, Screen::Attract | Screen::Reading);
+        if !idle_screen && self.last_input.elapsed() >= self.idle_timeout {
+            let _ = self.requests.send(Request::End);
+            self.state.clear();
+        }
+        if !idle_screen {
+            // Wake up again to check the timeout without input.
+            ctx.request_repaint_after(Duration::from_millis(500));
+        }
+    }
+}
+
+impl eframe::App for KioskApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.tick(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        screens::draw(self, ui);
+    }
+}
+
+impl Drop for KioskApp {
+    fn drop(&mut self) {
+        let _ = self.requests.send(Request::Shutdown);
+    }
+}

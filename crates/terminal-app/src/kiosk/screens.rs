@@ -1,0 +1,584 @@
+//! Drawing the screens. Each screen reads [`UiState`] and turns presses into state changes or
+//! session requests; nothing here talks to the card.
+
+use card_core::secret::Pin;
+use egui::{Align, Color32, Layout, RichText, Ui, Vec2};
+use zeroize::Zeroizing;
+
+use super::{ChangeStage, KioskApp, Lang, Screen};
+use crate::session::{ReaderStatus, RejectReason, Request};
+
+const BIG: f32 = 44.0;
+const BODY: f32 = 28.0;
+const BUTTON: Vec2 = Vec2::new(360.0, 84.0);
+const KEY: Vec2 = Vec2::new(150.0, 96.0);
+const ACCENT: Color32 = Color32::from_rgb(0, 102, 179);
+
+/// Large, calm defaults for a touch screen.
+pub(super) fn style(ctx: &egui::Context) {
+    ctx.all_styles_mut(|style| {
+        style.spacing.button_padding = Vec2::new(24.0, 16.0);
+        style.spacing.item_spacing = Vec2::new(16.0, 16.0);
+        style.spacing.interact_size = Vec2::new(64.0, 64.0);
+        for (text_style, size) in [
+            (egui::TextStyle::Heading, BIG),
+            (egui::TextStyle::Body, BODY),
+            (egui::TextStyle::Button, 30.0),
+            (egui::TextStyle::Small, 20.0),
+            (egui::TextStyle::Monospace, BODY),
+        ] {
+            if let Some(font) = style.text_styles.get_mut(&text_style) {
+                font.size = size;
+            }
+        }
+    });
+}
+
+fn big_button(ui: &mut Ui, text: &str) -> bool {
+    ui.add_sized(BUTTON, egui::Button::new(RichText::new(text).size(30.0)))
+        .clicked()
+}
+
+fn primary_button(ui: &mut Ui, text: &str) -> bool {
+    ui.add_sized(
+        BUTTON,
+        egui::Button::new(RichText::new(text).size(30.0).color(Color32::WHITE)).fill(ACCENT),
+    )
+    .clicked()
+}
+
+/// The whole frame: status bar, demo panel, the current screen.
+pub(super) fn draw(app: &mut KioskApp, ui: &mut Ui) {
+    status_bar(app, ui);
+    if app.demo.is_some() {
+        demo_panel(app, ui);
+    }
+    egui::CentralPanel::default().show(ui, |ui| {
+        ui.vertical_centered(|ui| {
+            ui.add_space(40.0);
+            match app.state.screen.clone() {
+                Screen::Attract => attract(app, ui),
+                Screen::Reading => reading(app, ui),
+                Screen::Rejected(reason) => rejected(app, ui, &reason),
+                Screen::Pin => pin(app, ui),
+                Screen::Home => home(app, ui),
+                Screen::Personal => personal(app, ui),
+                Screen::Insurance => insurance(app, ui),
+                Screen::ChangePin(stage) => change_pin(app, ui, stage),
+                Screen::Notice(text) => notice(app, ui, &text),
+                Screen::TakeCard => take_card(app, ui),
+            }
+        });
+    });
+}
+
+fn status_bar(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    egui::Panel::bottom("status").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            let net = if app.state.online {
+                lang.t("联网", "Online")
+            } else {
+                lang.t("离线", "Offline")
+            };
+            ui.label(RichText::new(net).size(22.0));
+            ui.separator();
+            ui.label(
+                RichText::new(match lang {
+                    Lang::Zh => format!("待上传 {} 笔", app.state.pending_sync),
+                    Lang::En => format!("{} waiting to sync", app.state.pending_sync),
+                })
+                .size(22.0),
+            );
+            ui.separator();
+            let reader = match &app.state.reader {
+                ReaderStatus::Missing => lang.t("读卡器未连接", "No reader"),
+                ReaderStatus::Ready(_) => lang.t("读卡器就绪", "Reader ready"),
+                ReaderStatus::CardIn => lang.t("已插卡", "Card in"),
+            };
+            ui.label(RichText::new(reader).size(22.0));
+            ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                let other = match lang {
+                    Lang::Zh => "English",
+                    Lang::En => "中文",
+                };
+                if ui.button(other).clicked() {
+                    app.state.lang = match lang {
+                        Lang::Zh => Lang::En,
+                        Lang::En => Lang::Zh,
+                    };
+                }
+            });
+        });
+    });
+}
+
+fn demo_panel(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    let Some(demo) = app.demo.as_ref() else {
+        return;
+    };
+    let slot = demo.slot.clone();
+    let cards = demo.cards.clone();
+    egui::Panel::right("demo").exact_size(360.0).show(ui, |ui| {
+        ui.heading(RichText::new(lang.t("演示卡片", "Demo cards")).size(26.0));
+        ui.label(
+            RichText::new(lang.t("点选插入读卡器", "Tap to insert into the reader")).size(18.0),
+        );
+        let inserted = slot.inserted();
+        for card in &cards {
+            let label = match lang {
+                Lang::Zh => card.label_zh,
+                Lang::En => card.label_en,
+            };
+            let is_in = inserted.as_deref() == Some(card.name);
+            let text = RichText::new(label).size(20.0);
+            if ui
+                .add_sized(
+                    Vec2::new(330.0, 56.0),
+                    egui::Button::selectable(is_in, text),
+                )
+                .clicked()
+                && !is_in
+            {
+                slot.insert(card.name, card.card.clone());
+            }
+        }
+        ui.add_space(12.0);
+        if ui
+            .add_sized(
+                Vec2::new(330.0, 56.0),
+                egui::Button::new(RichText::new(lang.t("取出卡片", "Remove card")).size(22.0)),
+            )
+            .clicked()
+        {
+            slot.remove();
+        }
+    });
+}
+
+fn attract(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.add_space(120.0);
+    ui.label(
+        RichText::new(lang.t("社会保障卡自助服务", "Social Security Card Self-Service"))
+            .size(36.0)
+            .color(ACCENT),
+    );
+    ui.add_space(40.0);
+    ui.label(
+        RichText::new(lang.t("请插入社保卡", "Please insert your social security card"))
+            .size(64.0)
+            .strong(),
+    );
+    ui.add_space(24.0);
+    ui.label(
+        RichText::new(lang.t("芯片朝上，插入读卡器", "Chip facing up, into the reader")).size(BODY),
+    );
+}
+
+fn reading(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.add_space(160.0);
+    ui.label(
+        RichText::new(lang.t("正在读卡，请稍候…", "Reading your card, please wait…")).size(BIG),
+    );
+    ui.add_space(24.0);
+    ui.spinner();
+}
+
+fn rejected(app: &mut KioskApp, ui: &mut Ui, reason: &RejectReason) {
+    let lang = app.state.lang;
+    ui.add_space(100.0);
+    ui.label(
+        RichText::new(lang.t("无法使用此卡", "This card cannot be used"))
+            .size(BIG)
+            .color(Color32::from_rgb(180, 30, 30)),
+    );
+    ui.add_space(24.0);
+    let why = match reason {
+        RejectReason::Unreadable(_) => lang.t(
+            "卡片无法读取，请确认是社保卡并正确插入",
+            "The card cannot be read: is it a social security card, inserted the right way?",
+        ),
+        RejectReason::NotGenuine(_) => lang.t(
+            "卡片未通过真伪验证",
+            "The card did not pass the authenticity check",
+        ),
+        RejectReason::HotListed => lang.t(
+            "此卡已挂失，请到服务窗口办理",
+            "This card has been reported lost; please go to a service counter",
+        ),
+        RejectReason::Expired(_) => lang.t(
+            "此卡已过有效期，请到服务窗口换卡",
+            "This card has expired; please renew it at a service counter",
+        ),
+        RejectReason::PinBlocked => lang.t(
+            "密码已锁定，请到服务窗口解锁",
+            "The PIN is blocked; please have it unblocked at a service counter",
+        ),
+    };
+    ui.label(RichText::new(why).size(BODY));
+    if let RejectReason::Expired(date) = reason {
+        ui.label(RichText::new(format!("{} {date}", lang.t("有效期至", "Valid until"))).size(BODY));
+    }
+    ui.add_space(40.0);
+    ui.label(RichText::new(lang.t("请取出卡片", "Please take your card")).size(BIG));
+}
+
+/// The keypad; returns the pressed key's meaning.
+enum Key {
+    Digit(char),
+    Clear,
+    Ok,
+}
+
+fn keypad(ui: &mut Ui, lang: Lang) -> Option<Key> {
+    let mut pressed = None;
+    let rows: [[&str; 3]; 4] = [
+        ["1", "2", "3"],
+        ["4", "5", "6"],
+        ["7", "8", "9"],
+        ["", "0", ""],
+    ];
+    egui::Grid::new("keypad")
+        .spacing(Vec2::new(16.0, 16.0))
+        .show(ui, |ui| {
+            for (r, row) in rows.iter().enumerate() {
+                for (c, k) in row.iter().enumerate() {
+                    let (text, key) = match (r, c, *k) {
+                        (3, 0, _) => (lang.t("清除", "Clear"), Some(Key::Clear)),
+                        (3, 2, _) => (lang.t("确认", "OK"), Some(Key::Ok)),
+                        (_, _, d) => (d, d.chars().next().map(Key::Digit)),
+                    };
+                    let button = egui::Button::new(RichText::new(text).size(40.0));
+                    if ui.add_sized(KEY, button).clicked() {
+                        pressed = key;
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    pressed
+}
+
+fn masked(digits: &str) -> String {
+    let n = digits.chars().count();
+    let shown: String = "●".repeat(n);
+    let empty: String = "○".repeat(6usize.saturating_sub(n));
+    format!("{shown}{empty}")
+}
+
+fn pin(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("请输入社保卡密码", "Please enter your card PIN")).size(BIG));
+    if let Some(t) = app.state.tries_left {
+        ui.label(
+            RichText::new(match lang {
+                Lang::Zh => format!("还可尝试 {t} 次"),
+                Lang::En => format!("{t} tries left"),
+            })
+            .size(22.0),
+        );
+    }
+    ui.label(
+        RichText::new(masked(&app.state.digits))
+            .size(56.0)
+            .monospace(),
+    );
+    if let Some(m) = &app.state.pin_message {
+        ui.label(
+            RichText::new(m)
+                .size(BODY)
+                .color(Color32::from_rgb(180, 30, 30)),
+        );
+    }
+    match keypad(ui, lang) {
+        Some(Key::Digit(d)) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
+        Some(Key::Clear) => app.state.digits = Zeroizing::new(String::new()),
+        Some(Key::Ok) if !app.state.busy => match Pin::new(&app.state.digits) {
+            Ok(p) => {
+                app.state.digits = Zeroizing::new(String::new());
+                app.state.pin_message = None;
+                app.request(Request::VerifyPin(p));
+            }
+            Err(_) => {
+                app.state.pin_message = Some(
+                    lang.t("密码为 4 至 12 位数字", "A PIN has 4 to 12 digits")
+                        .into(),
+                );
+            }
+        },
+        _ => {}
+    }
+    ui.add_space(16.0);
+    if big_button(ui, lang.t("退出", "Cancel")) {
+        app.request(Request::End);
+    }
+}
+
+fn home(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    let name = app
+        .state
+        .citizen
+        .as_ref()
+        .map(|c| c.identity.holder.name.to_string())
+        .unwrap_or_default();
+    ui.label(
+        RichText::new(match lang {
+            Lang::Zh => format!("{name}，您好"),
+            Lang::En => format!("Hello, {name}"),
+        })
+        .size(BIG),
+    );
+    ui.add_space(24.0);
+    egui::Grid::new("menu")
+        .spacing(Vec2::new(32.0, 24.0))
+        .show(ui, |ui| {
+            if big_button(ui, lang.t("个人信息", "Personal information")) {
+                app.state.reveal = false;
+                app.state.screen = Screen::Personal;
+            }
+            if big_button(ui, lang.t("参保信息", "Insurance")) {
+                app.state.screen = Screen::Insurance;
+            }
+            ui.end_row();
+            if big_button(ui, lang.t("修改密码", "Change PIN")) {
+                app.state.digits = Zeroizing::new(String::new());
+                app.state.pin_message = None;
+                app.state.screen = Screen::ChangePin(ChangeStage::Old);
+            }
+            if primary_button(ui, lang.t("结束", "Finish")) {
+                app.request(Request::End);
+            }
+            ui.end_row();
+        });
+}
+
+fn field(ui: &mut Ui, name: &str, value: &str) {
+    ui.label(RichText::new(name).size(BODY).color(Color32::GRAY));
+    ui.label(RichText::new(value).size(BODY).strong());
+    ui.end_row();
+}
+
+fn back(app: &mut KioskApp, ui: &mut Ui) {
+    ui.add_space(24.0);
+    if big_button(ui, app.state.lang.t("返回", "Back")) {
+        app.state.reveal = false;
+        app.state.screen = Screen::Home;
+    }
+}
+
+fn personal(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("个人信息", "Personal information")).size(BIG));
+    let reveal = app.state.reveal;
+    if let Some(c) = app.state.citizen.as_ref() {
+        let id = &c.identity;
+        let show = |clear: &str, masked: String| if reveal { clear.to_string() } else { masked };
+        egui::Grid::new("personal")
+            .spacing(Vec2::new(40.0, 12.0))
+            .show(ui, |ui| {
+                field(
+                    ui,
+                    lang.t("姓名", "Name"),
+                    &show(id.holder.name.reveal(), id.holder.name.to_string()),
+                );
+                field(
+                    ui,
+                    lang.t("社会保障号码", "Social security number"),
+                    &show(id.holder.ssn.reveal(), id.holder.ssn.to_string()),
+                );
+                field(
+                    ui,
+                    lang.t("社保卡号", "Card number"),
+                    &show(
+                        id.card.card_number.reveal(),
+                        id.card.card_number.to_string(),
+                    ),
+                );
+                let gender = match lang {
+                    Lang::Zh => id.holder.gender.label_zh().to_string(),
+                    Lang::En => id.holder.gender.to_string(),
+                };
+                field(ui, lang.t("性别", "Gender"), &gender);
+                field(
+                    ui,
+                    lang.t("发卡日期", "Issued"),
+                    &id.card.issue_date.to_string(),
+                );
+                field(
+                    ui,
+                    lang.t("有效期至", "Valid until"),
+                    &id.card.expiry_date.to_string(),
+                );
+            });
+    }
+    ui.add_space(16.0);
+    let toggle = if reveal {
+        lang.t("隐藏", "Hide")
+    } else {
+        lang.t("显示完整信息", "Show in full")
+    };
+    if big_button(ui, toggle) {
+        app.state.reveal = !reveal;
+    }
+    back(app, ui);
+}
+
+fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let fen = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+}
+
+fn insurance(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("参保信息", "Insurance")).size(BIG));
+    match app.state.citizen.as_ref().and_then(|c| c.insurance.clone()) {
+        Some(i) => {
+            let status = match (lang, i.status.as_str()) {
+                (Lang::Zh, "active") => "正常参保",
+                (Lang::Zh, "suspended") => "暂停参保",
+                (Lang::Zh, "terminated") => "终止参保",
+                (_, s) => match s {
+                    "active" => "Active",
+                    "suspended" => "Suspended",
+                    "terminated" => "Terminated",
+                    _ => "—",
+                },
+            };
+            egui::Grid::new("insurance")
+                .spacing(Vec2::new(40.0, 12.0))
+                .show(ui, |ui| {
+                    field(ui, lang.t("参保状态", "Status"), status);
+                    field(
+                        ui,
+                        lang.t("累计缴费月数", "Months of contributions"),
+                        &i.contribution_months.to_string(),
+                    );
+                    field(
+                        ui,
+                        lang.t("医保个人账户余额（元）", "Medical account balance (CNY)"),
+                        &yuan(i.medical_balance_fen),
+                    );
+                });
+            ui.add_space(8.0);
+            ui.label(
+                RichText::new(match lang {
+                    Lang::Zh => format!("数据截至 {}", i.as_of),
+                    Lang::En => format!("As of {}", i.as_of),
+                })
+                .size(22.0)
+                .color(Color32::GRAY),
+            );
+        }
+        None => {
+            ui.label(
+                RichText::new(lang.t(
+                    "本机暂无您的参保记录，请到服务窗口查询",
+                    "This terminal has no record for you; please ask at a service counter",
+                ))
+                .size(BODY),
+            );
+        }
+    }
+    back(app, ui);
+}
+
+fn change_pin(app: &mut KioskApp, ui: &mut Ui, stage: ChangeStage) {
+    let lang = app.state.lang;
+    let title = match stage {
+        ChangeStage::Old => lang.t("请输入原密码", "Enter your current PIN"),
+        ChangeStage::New => lang.t("请输入新密码", "Enter the new PIN"),
+        ChangeStage::Confirm => lang.t("请再次输入新密码", "Enter the new PIN again"),
+    };
+    ui.label(RichText::new(title).size(BIG));
+    ui.label(
+        RichText::new(masked(&app.state.digits))
+            .size(56.0)
+            .monospace(),
+    );
+    if let Some(m) = &app.state.pin_message {
+        ui.label(
+            RichText::new(m)
+                .size(BODY)
+                .color(Color32::from_rgb(180, 30, 30)),
+        );
+    }
+    match keypad(ui, lang) {
+        Some(Key::Digit(d)) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
+        Some(Key::Clear) => app.state.digits = Zeroizing::new(String::new()),
+        Some(Key::Ok) if !app.state.busy => {
+            let typed = std::mem::replace(&mut app.state.digits, Zeroizing::new(String::new()));
+            if Pin::new(&typed).is_err() {
+                app.state.pin_message = Some(
+                    lang.t("密码为 4 至 12 位数字", "A PIN has 4 to 12 digits")
+                        .into(),
+                );
+                return;
+            }
+            app.state.pin_message = None;
+            match stage {
+                ChangeStage::Old => {
+                    app.state.change_old = typed;
+                    app.state.screen = Screen::ChangePin(ChangeStage::New);
+                }
+                ChangeStage::New => {
+                    app.state.change_new = typed;
+                    app.state.screen = Screen::ChangePin(ChangeStage::Confirm);
+                }
+                ChangeStage::Confirm => {
+                    if *typed != *app.state.change_new {
+                        app.state.pin_message = Some(
+                            lang.t("两次输入的新密码不一致", "The two new PINs differ")
+                                .into(),
+                        );
+                        app.state.screen = Screen::ChangePin(ChangeStage::New);
+                        return;
+                    }
+                    if let (Ok(old), Ok(new)) = (Pin::new(&app.state.change_old), Pin::new(&typed))
+                    {
+                        app.request(Request::ChangePin { old, new });
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    ui.add_space(16.0);
+    if big_button(ui, lang.t("取消", "Cancel")) {
+        app.state.change_old = Zeroizing::new(String::new());
+        app.state.change_new = Zeroizing::new(String::new());
+        app.state.digits = Zeroizing::new(String::new());
+        app.state.pin_message = None;
+        app.state.screen = Screen::Home;
+    }
+}
+
+fn notice(app: &mut KioskApp, ui: &mut Ui, text: &str) {
+    ui.add_space(120.0);
+    ui.label(RichText::new(text).size(BIG));
+    ui.add_space(40.0);
+    let back_to = if app.state.citizen.is_some() {
+        Screen::Home
+    } else {
+        Screen::Attract
+    };
+    if primary_button(ui, app.state.lang.t("确定", "OK")) {
+        app.state.screen = back_to;
+    }
+}
+
+fn take_card(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.add_space(160.0);
+    ui.label(
+        RichText::new(lang.t("请取走您的卡片", "Please take your card"))
+            .size(64.0)
+            .strong(),
+    );
+    ui.add_space(24.0);
+    ui.label(RichText::new(lang.t("感谢使用", "Thank you")).size(BODY));
+}

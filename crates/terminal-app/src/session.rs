@@ -1,0 +1,421 @@
+//! The citizen's session, without any UI: what happens between "card in" and "card out".
+//!
+//! A [`Worker`] runs on its own thread. It watches the [`CardSource`], and when a card comes in
+//! it checks it: reads the social-security identity, authenticates the card against the trust
+//! store (certificate chain and a fresh challenge), checks expiry and the local hot list, asks the
+//! card how many PIN tries are left. It then answers the UI's [`Request`]s (PIN, PIN change,
+//! end) and reports everything as [`Update`]s, calling the repaint hook after each so the UI
+//! wakes up. The UI never touches the card, the ledger or the network itself; the tests drive
+//! this module directly, the kiosk GUI and the counter API drive it too.
+//!
+//! Personal data leaves this module only inside [`Citizen`], whose fields mask themselves when
+//! displayed; nothing personal is logged.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use backend_sync::entry::Pan;
+use backend_sync::ledger::{Ledger, LedgerError};
+use card_core::crypto::rsa::YearMonth;
+use card_core::crypto::sm2_cert::TrustStore;
+use card_core::secret::Pin;
+use card_core::ssse::records::Identity;
+use card_core::ssse::{self, Date, ReadStrategy, SsseError};
+use card_core::{CardChannel, CardSession, SendError, TransportError};
+
+use crate::card_source::{CardSource, SourceEvent};
+
+/// Why a card was turned away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not a social-security card, or it cannot be read.
+    Unreadable(String),
+    /// Its certificates or its answer to the challenge are not valid.
+    NotGenuine(String),
+    /// Reported lost or stolen.
+    HotListed,
+    /// Past its expiry date.
+    Expired(Date),
+    /// The PIN is blocked.
+    PinBlocked,
+}
+
+/// What the UI asks the session to do.
+pub enum Request {
+    /// Verify the PIN the citizen entered.
+    VerifyPin(Pin),
+    /// Change the PIN.
+    ChangePin {
+        /// Current PIN.
+        old: Pin,
+        /// New PIN.
+        new: Pin,
+    },
+    /// End the session (the citizen is done, or the idle timeout passed).
+    End,
+    /// Stop the worker.
+    Shutdown,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::VerifyPin(_) => "VerifyPin(<redacted>)",
+            Self::ChangePin { .. } => "ChangePin(<redacted>)",
+            Self::End => "End",
+            Self::Shutdown => "Shutdown",
+        })
+    }
+}
+
+/// Insurance and medical-account figures from the terminal's local copy of the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsuranceView {
+    /// Status (`active`, `suspended`, ...).
+    pub status: String,
+    /// Months of contributions.
+    pub contribution_months: u32,
+    /// Medical-account balance in fen.
+    pub medical_balance_fen: i64,
+    /// When the figures were true, as `YYYY-MM-DD HH:MM`.
+    pub as_of: String,
+}
+
+/// A signed-in citizen.
+#[derive(Clone)]
+pub struct Citizen {
+    /// What the card says.
+    pub identity: Identity,
+    /// What the local records say, if the terminal has the citizen's record.
+    pub insurance: Option<InsuranceView>,
+}
+
+impl std::fmt::Debug for Citizen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Citizen")
+            .field("identity", &self.identity)
+            .field("has_insurance_record", &self.insurance.is_some())
+            .finish()
+    }
+}
+
+/// What the session tells the UI.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The reader's state.
+    Reader(ReaderStatus),
+    /// A card is being read and checked.
+    Reading,
+    /// The card was turned away.
+    Rejected(RejectReason),
+    /// The card is genuine and valid; the PIN is needed.
+    PinNeeded {
+        /// Tries the card allows.
+        tries_left: u8,
+    },
+    /// The PIN was wrong.
+    PinWrong {
+        /// Tries left.
+        tries_left: u8,
+    },
+    /// The PIN is blocked now.
+    PinBlocked,
+    /// Signed in.
+    SignedIn(Box<Citizen>),
+    /// The PIN was changed.
+    PinChanged,
+    /// Changing the PIN failed (wrong old PIN is reported as `PinWrong`).
+    PinChangeFailed(String),
+    /// The card was taken out.
+    CardRemoved,
+    /// The session ended (card still in: "please take your card").
+    Ended,
+    /// Something failed that the citizen should be told about.
+    Error(String),
+}
+
+/// The reader as the status bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderStatus {
+    /// No reader (or pcscd down).
+    Missing,
+    /// Ready, no card.
+    Ready(String),
+    /// A card is in.
+    CardIn,
+}
+
+/// Where the session gets its clock.
+pub type Today = Box<dyn Fn() -> Date + Send>;
+
+/// Settings of a worker.
+pub struct WorkerConfig {
+    /// CA keys for card authentication.
+    pub trust: TrustStore,
+    /// The terminal ledger (hot list, cardholder records).
+    pub ledger: Option<PathBuf>,
+    /// Opens the ledger (the field key lives outside the database).
+    pub open_ledger: Option<Box<dyn Fn() -> Result<Ledger, LedgerError> + Send>>,
+    /// Today's date.
+    pub today: Today,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("ledger", &self.ledger)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Active {
+    session: CardSession<Box<dyn CardChannel + Send>>,
+    identity: Identity,
+    pan: Option<String>,
+}
+
+/// The session worker.
+pub struct Worker {
+    source: Box<dyn CardSource>,
+    requests: Receiver<Request>,
+    updates: Sender<Update>,
+    repaint: Box<dyn Fn() + Send>,
+    config: WorkerConfig,
+    active: Option<Active>,
+    ledger: Option<Ledger>,
+}
+
+fn transport_gone(e: &SsseError) -> bool {
+    matches!(
+        e,
+        SsseError::Send(SendError::Transport(
+            TransportError::CardRemoved | TransportError::NoCard | TransportError::CardUnresponsive
+        ))
+    )
+}
+
+impl Worker {
+    /// A worker reading `source`, answering `requests`, reporting on `updates`.
+    pub fn new(
+        source: Box<dyn CardSource>,
+        requests: Receiver<Request>,
+        updates: Sender<Update>,
+        repaint: Box<dyn Fn() + Send>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            source,
+            requests,
+            updates,
+            repaint,
+            config,
+            active: None,
+            ledger: None,
+        }
+    }
+
+    /// Start on its own thread.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("kiosk-session".into())
+            .spawn(move || self.run())
+    }
+
+    fn send(&self, u: Update) {
+        let _ = self.updates.send(u);
+        (self.repaint)();
+    }
+
+    fn ledger(&mut self) -> Option<&mut Ledger> {
+        if self.ledger.is_none()
+            && let Some(open) = &self.config.open_ledger
+        {
+            self.ledger = open().ok();
+        }
+        self.ledger.as_mut()
+    }
+
+    /// Run until `Request::Shutdown` or the request channel closes.
+    pub fn run(mut self) {
+        loop {
+            for e in self.source.poll(Duration::from_millis(50)) {
+                self.on_source(e);
+            }
+            match self.requests.recv_timeout(Duration::from_millis(10)) {
+                Ok(Request::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(r) => self.on_request(r),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn on_source(&mut self, e: SourceEvent) {
+        match e {
+            SourceEvent::ReaderReady(name) => self.send(Update::Reader(ReaderStatus::Ready(name))),
+            SourceEvent::ReaderGone => {
+                self.active = None;
+                self.send(Update::Reader(ReaderStatus::Missing));
+            }
+            SourceEvent::CardRemoved => {
+                // Dropping the session forgets every personal field read from the card.
+                self.active = None;
+                self.send(Update::CardRemoved);
+            }
+            SourceEvent::CardInserted => {
+                self.send(Update::Reader(ReaderStatus::CardIn));
+                self.send(Update::Reading);
+                match self.check_card() {
+                    Ok(tries_left) => self.send(Update::PinNeeded { tries_left }),
+                    Err(reason) => {
+                        self.active = None;
+                        self.send(Update::Rejected(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read, authenticate, check expiry and hot list, ask for the PIN tries.
+    fn check_card(&mut self) -> Result<u8, RejectReason> {
+        let channel = self.source.open().map_err(RejectReason::Unreadable)?;
+        let mut session = CardSession::new(channel);
+        let identity = card_core::channel::rerun_after_reset(&mut session, |s| {
+            ssse::read_identity(s, ReadStrategy::AllRecords)
+        })
+        .map_err(|e| match e {
+            SsseError::NotSsseCard => RejectReason::Unreadable("not a social-security card".into()),
+            e => RejectReason::Unreadable(e.to_string()),
+        })?;
+        let today = (self.config.today)();
+        let mut challenge = [0u8; ssse::auth::CHALLENGE_LEN];
+        getrandom::fill(&mut challenge).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+        let month = YearMonth {
+            year: today.year,
+            month: today.month,
+        };
+        let authenticated = ssse::auth::authenticate_card(
+            &mut session,
+            &self.config.trust,
+            &identity,
+            &challenge,
+            month,
+        )
+        .map_err(|e| RejectReason::NotGenuine(e.to_string()))?;
+        if identity.card.is_expired(today) {
+            return Err(RejectReason::Expired(identity.card.expiry_date));
+        }
+        let pan = Some(authenticated.pan_digits());
+        if let (Some(pan), Some(ledger)) = (pan.as_ref(), self.ledger())
+            && let Ok(pan) = pan.parse::<Pan>()
+            && matches!(
+                ledger.hotlist_check(&pan),
+                Err(LedgerError::CardHotListed { .. })
+            )
+        {
+            return Err(RejectReason::HotListed);
+        }
+        ssse::select(&mut session).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+        let tries = match ssse::pin_tries_left(&mut session) {
+            Ok(Some(0)) => return Err(RejectReason::PinBlocked),
+            Ok(Some(n)) => n,
+            Ok(None) => 3,
+            Err(e) => return Err(RejectReason::Unreadable(e.to_string())),
+        };
+        self.active = Some(Active {
+            session,
+            identity,
+            pan,
+        });
+        Ok(tries)
+    }
+
+    fn insurance(&mut self, identity: &Identity) -> Option<InsuranceView> {
+        let ssn = identity.holder.ssn.reveal().to_string();
+        let record = self.ledger()?.cardholder_by_ssn(&ssn).ok()??;
+        Some(InsuranceView {
+            status: record.insurance_status.clone(),
+            contribution_months: record.contribution_months,
+            medical_balance_fen: record.medical_balance_fen,
+            as_of: {
+                let t = record.as_of.as_str();
+                format!(
+                    "{}-{}-{} {}:{}",
+                    t.get(0..4).unwrap_or_default(),
+                    t.get(4..6).unwrap_or_default(),
+                    t.get(6..8).unwrap_or_default(),
+                    t.get(8..10).unwrap_or_default(),
+                    t.get(10..12).unwrap_or_default()
+                )
+            },
+        })
+    }
+
+    fn on_request(&mut self, r: Request) {
+        match r {
+            Request::VerifyPin(pin) => {
+                let Some(active) = self.active.as_mut() else {
+                    return self.send(Update::Error("no card".into()));
+                };
+                let result = ssse::select(&mut active.session)
+                    .map(|_| ())
+                    .and_then(|()| ssse::verify_pin(&mut active.session, &pin));
+                match result {
+                    Ok(()) => {
+                        let identity = active.identity.clone();
+                        let insurance = self.insurance(&identity);
+                        self.send(Update::SignedIn(Box::new(Citizen {
+                            identity,
+                            insurance,
+                        })));
+                    }
+                    Err(SsseError::WrongPin { tries_left }) => {
+                        self.send(Update::PinWrong { tries_left })
+                    }
+                    Err(SsseError::PinBlocked) => {
+                        self.active = None;
+                        self.send(Update::PinBlocked);
+                    }
+                    Err(e) if transport_gone(&e) => {
+                        self.active = None;
+                        self.send(Update::CardRemoved);
+                    }
+                    Err(e) => self.send(Update::Error(e.to_string())),
+                }
+            }
+            Request::ChangePin { old, new } => {
+                let Some(active) = self.active.as_mut() else {
+                    return self.send(Update::Error("no card".into()));
+                };
+                let result = ssse::select(&mut active.session)
+                    .map(|_| ())
+                    .and_then(|()| ssse::change_pin(&mut active.session, &old, &new));
+                match result {
+                    Ok(()) => self.send(Update::PinChanged),
+                    Err(SsseError::WrongPin { tries_left }) => {
+                        self.send(Update::PinWrong { tries_left })
+                    }
+                    Err(SsseError::PinBlocked) => {
+                        self.active = None;
+                        self.send(Update::PinBlocked);
+                    }
+                    Err(e) if transport_gone(&e) => {
+                        self.active = None;
+                        self.send(Update::CardRemoved);
+                    }
+                    Err(e) => self.send(Update::PinChangeFailed(e.to_string())),
+                }
+            }
+            Request::End => {
+                self.active = None;
+                self.send(Update::Ended);
+            }
+            Request::Shutdown => {}
+        }
+    }
+
+    /// The PAN the session's card carries (for the hot list), if the card has one.
+    pub fn pan(&self) -> Option<&str> {
+        self.active.as_ref().and_then(|a| a.pan.as_deref())
+    }
+}
