@@ -15,6 +15,7 @@ scripts/pcsc-env.sh start
 # shellcheck disable=SC1091
 source "${SSCARD_PCSC_DIR:-/tmp/sscard-pcsc}/env"
 export SSCARD_PCSC_DIR
+scripts/postgres-env.sh start   # backend-sync's tests run against PostgreSQL too (idempotent)
 
 # The tests lease vpcd slots, so they may run in parallel; leave pcscd running afterwards only
 # if asked (handy when iterating), otherwise stop it.

@@ -3,7 +3,9 @@
 //! answers 500 without forwarding, forwards but cuts the response short, delivers a request
 //! twice, or delivers it late (after the agent has retried, so the server sees the retry first
 //! and the original after it). Decisions come from a seeded generator, so a failing run can be
-//! repeated. It understands just enough HTTP: a request head and a `Content-Length` body.
+//! repeated. With several upstreams it also balances requests round-robin over them (several
+//! server instances on one database), so a duplicate may reach another instance. It
+//! understands just enough HTTP: a request head and a `Content-Length` body.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,13 +127,23 @@ impl Drop for FaultProxy {
 }
 
 struct Shared {
-    upstream: SocketAddr,
+    upstreams: Vec<SocketAddr>,
+    next: std::sync::atomic::AtomicUsize,
     config: FaultConfig,
     rng: Mutex<Rng>,
     stats: Arc<FaultStats>,
 }
 
 impl Shared {
+    fn upstream(&self) -> SocketAddr {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.upstreams.len().max(1);
+        self.upstreams
+            .get(i % n)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)))
+    }
+
     fn roll(&self) -> f64 {
         self.rng
             .lock()
@@ -161,13 +173,14 @@ impl Shared {
 }
 
 impl FaultProxy {
-    /// Listen on a free loopback port and forward to `upstream`.
-    pub async fn start(upstream: SocketAddr, config: FaultConfig) -> std::io::Result<Self> {
+    /// Listen on a free loopback port and forward to `upstreams` in turn.
+    pub async fn start(upstreams: &[SocketAddr], config: FaultConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(FaultStats::default());
         let shared = Arc::new(Shared {
-            upstream,
+            upstreams: upstreams.to_vec(),
+            next: std::sync::atomic::AtomicUsize::new(0),
             config,
             rng: Mutex::new(Rng(config.seed.max(1))),
             stats: Arc::clone(&stats),
@@ -262,7 +275,7 @@ async fn serve_conn(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> 
         match s.choose() {
             Fault::Pass => {
                 s.stats.passed.fetch_add(1, Ordering::Relaxed);
-                let resp = forward(s.upstream, &req).await?;
+                let resp = forward(s.upstream(), &req).await?;
                 conn.write_all(&resp).await?;
             }
             Fault::Timeout => {
@@ -280,20 +293,20 @@ async fn serve_conn(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> 
             }
             Fault::Cut => {
                 s.stats.cut.fetch_add(1, Ordering::Relaxed);
-                let resp = forward(s.upstream, &req).await?;
+                let resp = forward(s.upstream(), &req).await?;
                 let half = resp.get(..resp.len() / 2).unwrap_or_default();
                 conn.write_all(half).await?;
                 return Ok(());
             }
             Fault::Duplicate => {
                 s.stats.duplicated.fetch_add(1, Ordering::Relaxed);
-                let first = forward(s.upstream, &req).await?;
-                let _ = forward(s.upstream, &req).await;
+                let first = forward(s.upstream(), &req).await?;
+                let _ = forward(s.upstream(), &req).await;
                 conn.write_all(&first).await?;
             }
             Fault::Late => {
                 s.stats.late.fetch_add(1, Ordering::Relaxed);
-                let upstream = s.upstream;
+                let upstream = s.upstream();
                 let delay = s.config.delay;
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;

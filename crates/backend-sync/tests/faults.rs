@@ -44,7 +44,7 @@ fn exactly_once_through_a_fault_injecting_proxy() {
     let upstream = format!("127.0.0.1:{}", server.port).parse().unwrap();
     let proxy = rt
         .block_on(FaultProxy::start(
-            upstream,
+            &[upstream],
             FaultConfig {
                 seed: 0x5eed,
                 hold: Duration::from_millis(1500),

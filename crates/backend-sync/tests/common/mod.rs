@@ -490,3 +490,54 @@ pub fn assert_exactly_once(env: &Env, term: &Term, expected: &[(u64, u64)]) {
     let ledger_sum: u64 = expected.iter().map(|(_, a)| a).sum();
     assert_eq!(server_sum as u64, ledger_sum);
 }
+
+/// Kill the server inside its booking transaction three times while an agent uploads new
+/// entries, each time at a different transaction (the first, second, third batch of the run).
+pub fn server_killed_mid_transaction(backend: Backend) {
+    let env = Env::new(backend);
+    let port = free_port();
+    let server = env.start_server(port, &[]);
+    let term = Term::new("KIOSK-K2");
+    term.register(&env, &server.url, "110100");
+    drop(server);
+    let mut expected = Vec::new();
+    for k in 1..=3u32 {
+        expected.extend(term.pay(40, 70 + u64::from(k)));
+        let mut server =
+            env.start_server(port, &[(backend_sync::pause::ENV, &format!("in_txn:{k}"))]);
+        let mut args = vec!["once".to_string()];
+        args.extend(term.conn_args(&server.url));
+        args.extend(["--batch-size", "10", "--max-attempts", "100"].map(String::from));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let agent = term
+            .agent(&refs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let paused = server.wait_paused(Duration::from_secs(60));
+        assert_eq!(
+            paused.as_deref(),
+            Some("in_txn"),
+            "server never paused: {}",
+            server.stderr()
+        );
+        server.kill9();
+        // The agent keeps retrying against the dead server; bring it back on the same port.
+        std::thread::sleep(Duration::from_millis(200));
+        let back = env.start_server(port, &[]);
+        let out = agent.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "agent: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(back);
+        assert_exactly_once(&env, &term, &expected);
+    }
+    let server = env.start_server(port, &[]);
+    let (code, out, err) = term.run_agent("once", &server.url, &["--close-batch"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("batch 1: balanced"), "{out}");
+    assert_exactly_once(&env, &term, &expected);
+}
