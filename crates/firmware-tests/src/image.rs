@@ -1,5 +1,6 @@
 //! Everything the card keeps in non-volatile memory: its files, its PIN and try counter, its
-//! ATR and how it behaves on the transport. This is what [`crate::storage`] persists.
+//! ATR and how it behaves on the transport, and the state of its payment application. This is
+//! what [`crate::storage`] persists.
 
 use core::fmt;
 
@@ -87,6 +88,10 @@ pub struct CardImage {
     /// Private keys, never readable through any command.
     #[serde(default)]
     pub keys: CardKeys,
+    /// The PBOC debit/credit application with electronic cash (counters, balance, limits,
+    /// indicators, offline PIN, keys), if the card has one; its files are in `fs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pboc: Option<crate::pboc::PbocState>,
 }
 
 /// The card's private keys. Zeroized on drop; `Debug` shows only which keys exist.

@@ -10,6 +10,7 @@
 pub mod fs;
 pub mod image;
 pub mod os;
+pub mod pboc;
 pub mod personalize;
 pub mod profile;
 pub mod storage;

@@ -64,6 +64,8 @@ struct Volatile {
     /// Matches of the last SELECT by name, and which one is selected (for "next occurrence").
     name_matches: Vec<NodeId>,
     name_index: usize,
+    /// RAM of the payment application (its transaction in progress).
+    pboc: crate::pboc::session::Session,
 }
 
 impl Drop for Volatile {
@@ -81,6 +83,7 @@ pub struct SoftCard {
     storage: Box<dyn Storage>,
     vol: Volatile,
     commands: u64,
+    commits: u64,
 }
 
 impl std::fmt::Debug for SoftCard {
@@ -108,6 +111,7 @@ impl SoftCard {
             storage,
             vol: Volatile::default(),
             commands: 0,
+            commits: 0,
         })
     }
 
@@ -121,6 +125,7 @@ impl SoftCard {
             storage: Box::new(storage),
             vol: Volatile::default(),
             commands: 0,
+            commits: 0,
         }
     }
 
@@ -137,6 +142,13 @@ impl SoftCard {
     /// Commands processed since creation.
     pub const fn commands(&self) -> u64 {
         self.commands
+    }
+
+    /// Commits attempted since creation (successful or torn). The difference before and after
+    /// a flow is the number of commits it makes, so a test can tear each of them in turn
+    /// (`MemoryStorage::tear_at`).
+    pub const fn commits(&self) -> u64 {
+        self.commits
     }
 
     /// Cold or warm reset: volatile state is lost and RAM is reloaded from the committed
@@ -203,6 +215,9 @@ impl SoftCard {
         if cmd.cla & 0x80 == 0 && cmd.cla & 0x03 != 0 {
             return Err(Sw::LogicalChannelNotSupported);
         }
+        if let Some(outcome) = self.pboc_dispatch(cmd) {
+            return outcome;
+        }
         match (cmd.cla, cmd.ins) {
             (0x00, 0xa4) => self.select(cmd),
             (0x00, 0xb0) => self.read_binary(cmd),
@@ -224,14 +239,33 @@ impl SoftCard {
     }
 
     fn commit(&mut self) -> Result<(), Sw> {
-        match self.storage.commit(&self.image) {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                // The write did not happen: go back to what is committed.
+        commit_image(&mut self.image, self.storage.as_mut(), &mut self.commits)
+    }
+
+    /// The payment application's context, if `df` is its ADF.
+    fn pboc_ctx(&mut self, df: NodeId) -> Option<crate::pboc::applet::Ctx<'_>> {
+        let adf = crate::pboc::applet::adf_node(&self.image)?;
+        (adf == df).then_some(crate::pboc::applet::Ctx {
+            image: &mut self.image,
+            storage: self.storage.as_mut(),
+            commits: &mut self.commits,
+            session: &mut self.vol.pboc,
+            adf,
+        })
+    }
+
+    /// Commands for the payment application while its ADF is selected. On an error answer RAM
+    /// goes back to the committed image, so nothing uncommitted outlives a failed command.
+    fn pboc_dispatch(&mut self, cmd: &Command) -> Option<Outcome> {
+        let df = self.vol.current_df;
+        let mut ctx = self.pboc_ctx(df)?;
+        match crate::pboc::applet::dispatch(&mut ctx, cmd)? {
+            Ok(data) => Some(self.deliver(data, cmd.ne().unwrap_or(SHORT_MAX_NE))),
+            Err(sw) => {
                 if let Ok(Some(image)) = self.storage.load() {
                     self.image = image;
                 }
-                Err(Sw::MemoryFailure)
+                Some(Err(sw))
             }
         }
     }
@@ -321,14 +355,40 @@ impl SoftCard {
         if fs.is_df(target) {
             self.vol.current_df = target;
             self.vol.current_ef = None;
+            self.vol.pboc = crate::pboc::session::Session::default();
         } else {
             self.vol.current_df = fs.df_of(target);
             self.vol.current_ef = Some(target);
+        }
+        if let Some(which) = crate::pboc::applet::which(&self.image, target) {
+            return self.pboc_select(target, which, fci_wanted);
         }
         if !fci_wanted {
             return Ok(Vec::new().into());
         }
         Ok(self.fci(target).into())
+    }
+
+    /// SELECT of the PSE, the PPSE or the payment ADF: the application's FCI and status.
+    fn pboc_select(
+        &mut self,
+        target: NodeId,
+        which: crate::pboc::applet::Selected,
+        fci_wanted: bool,
+    ) -> Outcome {
+        let adf = crate::pboc::applet::adf_node(&self.image).unwrap_or(target);
+        let mut ctx = crate::pboc::applet::Ctx {
+            image: &mut self.image,
+            storage: self.storage.as_mut(),
+            commits: &mut self.commits,
+            session: &mut self.vol.pboc,
+            adf,
+        };
+        let (fci, sw) = crate::pboc::applet::select(&mut ctx, which)?;
+        Ok(Reply {
+            data: if fci_wanted { fci } else { Vec::new() },
+            sw,
+        })
     }
 
     fn find_by_fid(&self, fid: u16) -> Option<NodeId> {
@@ -789,6 +849,26 @@ impl SoftCard {
             more_data(self.vol.pending.len())
         };
         Ok(Reply { data: out, sw })
+    }
+}
+
+/// Commit `image` to `storage` in one atomic write, counting the attempt. If the write fails
+/// (an injected tear), RAM goes back to the committed image and the answer is `6581`.
+pub(crate) fn commit_image(
+    image: &mut CardImage,
+    storage: &mut dyn Storage,
+    commits: &mut u64,
+) -> Result<(), Sw> {
+    *commits += 1;
+    match storage.commit(image) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            // The write did not happen: go back to what is committed.
+            if let Ok(Some(committed)) = storage.load() {
+                *image = committed;
+            }
+            Err(Sw::MemoryFailure)
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! A profile names the card data (EF05), the cardholder (EF06), the PIN and the medical records
 //! (DF04); [`Profile::build`] lays them out in the file tree of the social-security application
 //! that docs/card-profile.md describes, checking that numbers carry valid check characters.
-//! The fixture profiles in `profiles/` are fictional people.
+//! The optional `[pboc]` section adds the PBOC debit/credit application with electronic cash
+//! ([`crate::pboc::profile::PbocSection`]). The fixture profiles in `profiles/` are fictional
+//! people.
 
 use std::path::Path;
 
@@ -178,6 +180,9 @@ pub struct Profile {
     /// DF04/EF05 medical basic information records.
     #[serde(default)]
     pub medical: Vec<RecordSpec>,
+    /// The PBOC debit/credit application with electronic cash, if the card has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pboc: Option<crate::pboc::profile::PbocSection>,
 }
 
 /// The default ATR: direct convention, TD1 offers T=0, TD2 offers T=1 with IFSC 254, and the
@@ -445,14 +450,19 @@ impl Profile {
         if let Some(left) = self.pin.tries_left {
             pin_state.tries_left = left.min(self.pin.max_tries);
         }
-        Ok(CardImage {
+        let mut image = CardImage {
             label: self.label.clone(),
             atr,
             behaviour: self.behaviour,
             pin: pin_state,
             fs,
             keys: crate::image::CardKeys::default(),
-        })
+            pboc: None,
+        };
+        if let Some(pboc) = &self.pboc {
+            pboc.install(&mut image, &self.pin.value)?;
+        }
+        Ok(image)
     }
 }
 
@@ -463,6 +473,8 @@ pub static EMBEDDED: &[(&str, &str)] = &[
     ("wangfang-t0", include_str!("../profiles/wangfang-t0.toml")),
     ("expired", include_str!("../profiles/expired.toml")),
     ("blocked", include_str!("../profiles/blocked.toml")),
+    ("wangwu-rsa", include_str!("../profiles/wangwu-rsa.toml")),
+    ("qianqi-ec", include_str!("../profiles/qianqi-ec.toml")),
 ];
 
 #[cfg(test)]
