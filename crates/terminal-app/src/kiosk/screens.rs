@@ -55,7 +55,7 @@ pub(super) fn draw(app: &mut KioskApp, ui: &mut Ui) {
     }
     egui::CentralPanel::default().show(ui, |ui| {
         ui.vertical_centered(|ui| {
-            ui.add_space(40.0);
+            ui.add_space(16.0);
             match app.state.screen.clone() {
                 Screen::Attract => attract(app, ui),
                 Screen::Reading => reading(app, ui),
@@ -362,12 +362,22 @@ fn field(ui: &mut Ui, name: &str, value: &str) {
     ui.end_row();
 }
 
-fn back(app: &mut KioskApp, ui: &mut Ui) {
-    ui.add_space(24.0);
+fn back_button(app: &mut KioskApp, ui: &mut Ui) {
     if big_button(ui, app.state.lang.t("返回", "Back")) {
         app.state.reveal = false;
         app.state.screen = Screen::Home;
     }
+}
+
+/// A row of buttons, centred.
+fn button_row(ui: &mut Ui, count: usize, add: impl FnOnce(&mut Ui)) {
+    let width = count as f32 * BUTTON.x + (count.saturating_sub(1)) as f32 * 16.0;
+    ui.add_space(16.0);
+    ui.allocate_ui_with_layout(
+        Vec2::new(width, BUTTON.y),
+        Layout::left_to_right(Align::Center),
+        add,
+    );
 }
 
 fn personal(app: &mut KioskApp, ui: &mut Ui) {
@@ -415,16 +425,17 @@ fn personal(app: &mut KioskApp, ui: &mut Ui) {
                 );
             });
     }
-    ui.add_space(16.0);
     let toggle = if reveal {
         lang.t("隐藏", "Hide")
     } else {
         lang.t("显示完整信息", "Show in full")
     };
-    if big_button(ui, toggle) {
-        app.state.reveal = !reveal;
-    }
-    back(app, ui);
+    button_row(ui, 2, |ui| {
+        if big_button(ui, toggle) {
+            app.state.reveal = !reveal;
+        }
+        back_button(app, ui);
+    });
 }
 
 fn yuan(fen: i64) -> String {
@@ -484,7 +495,7 @@ fn insurance(app: &mut KioskApp, ui: &mut Ui) {
             );
         }
     }
-    back(app, ui);
+    button_row(ui, 1, |ui| back_button(app, ui));
 }
 
 fn change_pin(app: &mut KioskApp, ui: &mut Ui, stage: ChangeStage) {
