@@ -55,6 +55,7 @@ fn kiosk(lang: Lang, idle: Duration) -> Kiosk {
     };
     let harness = Harness::builder()
         .with_size(egui::vec2(1366.0, 800.0))
+        .with_theme(egui::Theme::Light)
         .build_eframe(move |cc| {
             KioskApp::new(
                 &cc.egui_ctx,
@@ -305,4 +306,87 @@ fn pin_change_and_english() {
     ));
     card_core::ssse::select(&mut s).unwrap();
     card_core::ssse::verify_pin(&mut s, &card_core::secret::Pin::new("246810").unwrap()).unwrap();
+}
+
+/// Render a screen and compare with the committed snapshot (tests/snapshots/NAME.png). A glyph
+/// missing from the fonts fails the render, so these also guard against tofu in Chinese.
+fn snap(k: &mut Kiosk, name: &str) {
+    for _ in 0..3 {
+        k.harness.step();
+    }
+    k.harness.snapshot(name);
+}
+
+#[test]
+fn snapshots_of_the_main_screens_in_chinese() {
+    snapshots(Lang::Zh);
+}
+
+#[test]
+fn snapshots_of_the_main_screens_in_english() {
+    snapshots(Lang::En);
+}
+
+fn snapshots(lang: Lang) {
+    {
+        let tag = match lang {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        };
+        let mut k = kiosk(lang, Duration::from_secs(600));
+        let ok = match lang {
+            Lang::Zh => "确认",
+            Lang::En => "OK",
+        };
+        k.wait_for(match lang {
+            Lang::Zh => "读卡器就绪",
+            Lang::En => "Reader ready",
+        });
+        snap(&mut k, &format!("attract_{tag}"));
+        k.insert("zhangsan");
+        k.wait_for(match lang {
+            Lang::Zh => "请输入社保卡密码",
+            Lang::En => "Please enter your card PIN",
+        });
+        for d in "12".chars() {
+            k.click(&d.to_string());
+        }
+        snap(&mut k, &format!("pin_{tag}"));
+        for d in "3456".chars() {
+            k.click(&d.to_string());
+        }
+        k.click(ok);
+        k.wait_for(match lang {
+            Lang::Zh => "张*，您好",
+            Lang::En => "Hello, 张*",
+        });
+        snap(&mut k, &format!("home_{tag}"));
+        k.click(match lang {
+            Lang::Zh => "个人信息",
+            Lang::En => "Personal information",
+        });
+        k.wait_for("110***********3011");
+        snap(&mut k, &format!("personal_masked_{tag}"));
+        k.click(match lang {
+            Lang::Zh => "返回",
+            Lang::En => "Back",
+        });
+        k.click(match lang {
+            Lang::Zh => "参保信息",
+            Lang::En => "Insurance",
+        });
+        k.wait_for("2026-11-27 18:00");
+        snap(&mut k, &format!("insurance_{tag}"));
+        k.slot.remove();
+        k.wait_for(match lang {
+            Lang::Zh => "请插入社保卡",
+            Lang::En => "Please insert",
+        });
+        k.insert("wangfang-t0");
+        k.wait_for(match lang {
+            Lang::Zh => "此卡已挂失",
+            Lang::En => "reported lost",
+        });
+        snap(&mut k, &format!("rejected_hotlisted_{tag}"));
+    }
 }

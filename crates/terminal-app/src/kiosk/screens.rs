@@ -11,11 +11,12 @@ use crate::session::{ReaderStatus, RejectReason, Request};
 const BIG: f32 = 44.0;
 const BODY: f32 = 28.0;
 const BUTTON: Vec2 = Vec2::new(360.0, 84.0);
-const KEY: Vec2 = Vec2::new(150.0, 96.0);
+const KEY: Vec2 = Vec2::new(140.0, 76.0);
 const ACCENT: Color32 = Color32::from_rgb(0, 102, 179);
 
-/// Large, calm defaults for a touch screen.
+/// Large, calm defaults for a touch screen: light theme, big text and targets.
 pub(super) fn style(ctx: &egui::Context) {
+    ctx.set_theme(egui::Theme::Light);
     ctx.all_styles_mut(|style| {
         style.spacing.button_padding = Vec2::new(24.0, 16.0);
         style.spacing.item_spacing = Vec2::new(16.0, 16.0);
@@ -241,24 +242,26 @@ fn keypad(ui: &mut Ui, lang: Lang) -> Option<Key> {
         ["7", "8", "9"],
         ["", "0", ""],
     ];
-    egui::Grid::new("keypad")
-        .spacing(Vec2::new(16.0, 16.0))
-        .show(ui, |ui| {
-            for (r, row) in rows.iter().enumerate() {
-                for (c, k) in row.iter().enumerate() {
-                    let (text, key) = match (r, c, *k) {
-                        (3, 0, _) => (lang.t("清除", "Clear"), Some(Key::Clear)),
-                        (3, 2, _) => (lang.t("确认", "OK"), Some(Key::Ok)),
-                        (_, _, d) => (d, d.chars().next().map(Key::Digit)),
-                    };
-                    let button = egui::Button::new(RichText::new(text).size(40.0));
-                    if ui.add_sized(KEY, button).clicked() {
-                        pressed = key;
+    centered(ui, 3.0 * KEY.x + 2.0 * 12.0, |ui| {
+        egui::Grid::new("keypad")
+            .spacing(Vec2::new(12.0, 12.0))
+            .show(ui, |ui| {
+                for (r, row) in rows.iter().enumerate() {
+                    for (c, k) in row.iter().enumerate() {
+                        let (text, key) = match (r, c, *k) {
+                            (3, 0, _) => (lang.t("清除", "Clear"), Some(Key::Clear)),
+                            (3, 2, _) => (lang.t("确认", "OK"), Some(Key::Ok)),
+                            (_, _, d) => (d, d.chars().next().map(Key::Digit)),
+                        };
+                        let button = egui::Button::new(RichText::new(text).size(40.0));
+                        if ui.add_sized(KEY, button).clicked() {
+                            pressed = key;
+                        }
                     }
+                    ui.end_row();
                 }
-                ui.end_row();
-            }
-        });
+            });
+    });
     pressed
 }
 
@@ -333,27 +336,29 @@ fn home(app: &mut KioskApp, ui: &mut Ui) {
         .size(BIG),
     );
     ui.add_space(24.0);
-    egui::Grid::new("menu")
-        .spacing(Vec2::new(32.0, 24.0))
-        .show(ui, |ui| {
-            if big_button(ui, lang.t("个人信息", "Personal information")) {
-                app.state.reveal = false;
-                app.state.screen = Screen::Personal;
-            }
-            if big_button(ui, lang.t("参保信息", "Insurance")) {
-                app.state.screen = Screen::Insurance;
-            }
-            ui.end_row();
-            if big_button(ui, lang.t("修改密码", "Change PIN")) {
-                app.state.digits = Zeroizing::new(String::new());
-                app.state.pin_message = None;
-                app.state.screen = Screen::ChangePin(ChangeStage::Old);
-            }
-            if primary_button(ui, lang.t("结束", "Finish")) {
-                app.request(Request::End);
-            }
-            ui.end_row();
-        });
+    centered(ui, 2.0 * BUTTON.x + 32.0, |ui| {
+        egui::Grid::new("menu")
+            .spacing(Vec2::new(32.0, 24.0))
+            .show(ui, |ui| {
+                if big_button(ui, lang.t("个人信息", "Personal information")) {
+                    app.state.reveal = false;
+                    app.state.screen = Screen::Personal;
+                }
+                if big_button(ui, lang.t("参保信息", "Insurance")) {
+                    app.state.screen = Screen::Insurance;
+                }
+                ui.end_row();
+                if big_button(ui, lang.t("修改密码", "Change PIN")) {
+                    app.state.digits = Zeroizing::new(String::new());
+                    app.state.pin_message = None;
+                    app.state.screen = Screen::ChangePin(ChangeStage::Old);
+                }
+                if primary_button(ui, lang.t("结束", "Finish")) {
+                    app.request(Request::End);
+                }
+                ui.end_row();
+            });
+    });
 }
 
 fn field(ui: &mut Ui, name: &str, value: &str) {
@@ -387,43 +392,45 @@ fn personal(app: &mut KioskApp, ui: &mut Ui) {
     if let Some(c) = app.state.citizen.as_ref() {
         let id = &c.identity;
         let show = |clear: &str, masked: String| if reveal { clear.to_string() } else { masked };
-        egui::Grid::new("personal")
-            .spacing(Vec2::new(40.0, 12.0))
-            .show(ui, |ui| {
-                field(
-                    ui,
-                    lang.t("姓名", "Name"),
-                    &show(id.holder.name.reveal(), id.holder.name.to_string()),
-                );
-                field(
-                    ui,
-                    lang.t("社会保障号码", "Social security number"),
-                    &show(id.holder.ssn.reveal(), id.holder.ssn.to_string()),
-                );
-                field(
-                    ui,
-                    lang.t("社保卡号", "Card number"),
-                    &show(
-                        id.card.card_number.reveal(),
-                        id.card.card_number.to_string(),
-                    ),
-                );
-                let gender = match lang {
-                    Lang::Zh => id.holder.gender.label_zh().to_string(),
-                    Lang::En => id.holder.gender.to_string(),
-                };
-                field(ui, lang.t("性别", "Gender"), &gender);
-                field(
-                    ui,
-                    lang.t("发卡日期", "Issued"),
-                    &id.card.issue_date.to_string(),
-                );
-                field(
-                    ui,
-                    lang.t("有效期至", "Valid until"),
-                    &id.card.expiry_date.to_string(),
-                );
-            });
+        centered(ui, 700.0, |ui| {
+            egui::Grid::new("personal")
+                .spacing(Vec2::new(40.0, 12.0))
+                .show(ui, |ui| {
+                    field(
+                        ui,
+                        lang.t("姓名", "Name"),
+                        &show(id.holder.name.reveal(), id.holder.name.to_string()),
+                    );
+                    field(
+                        ui,
+                        lang.t("社会保障号码", "Social security number"),
+                        &show(id.holder.ssn.reveal(), id.holder.ssn.to_string()),
+                    );
+                    field(
+                        ui,
+                        lang.t("社保卡号", "Card number"),
+                        &show(
+                            id.card.card_number.reveal(),
+                            id.card.card_number.to_string(),
+                        ),
+                    );
+                    let gender = match lang {
+                        Lang::Zh => id.holder.gender.label_zh().to_string(),
+                        Lang::En => id.holder.gender.to_string(),
+                    };
+                    field(ui, lang.t("性别", "Gender"), &gender);
+                    field(
+                        ui,
+                        lang.t("发卡日期", "Issued"),
+                        &id.card.issue_date.to_string(),
+                    );
+                    field(
+                        ui,
+                        lang.t("有效期至", "Valid until"),
+                        &id.card.expiry_date.to_string(),
+                    );
+                });
+        });
     }
     let toggle = if reveal {
         lang.t("隐藏", "Hide")
@@ -460,21 +467,23 @@ fn insurance(app: &mut KioskApp, ui: &mut Ui) {
                     _ => "—",
                 },
             };
-            egui::Grid::new("insurance")
-                .spacing(Vec2::new(40.0, 12.0))
-                .show(ui, |ui| {
-                    field(ui, lang.t("参保状态", "Status"), status);
-                    field(
-                        ui,
-                        lang.t("累计缴费月数", "Months of contributions"),
-                        &i.contribution_months.to_string(),
-                    );
-                    field(
-                        ui,
-                        lang.t("医保个人账户余额（元）", "Medical account balance (CNY)"),
-                        &yuan(i.medical_balance_fen),
-                    );
-                });
+            centered(ui, 700.0, |ui| {
+                egui::Grid::new("insurance")
+                    .spacing(Vec2::new(40.0, 12.0))
+                    .show(ui, |ui| {
+                        field(ui, lang.t("参保状态", "Status"), status);
+                        field(
+                            ui,
+                            lang.t("累计缴费月数", "Months of contributions"),
+                            &i.contribution_months.to_string(),
+                        );
+                        field(
+                            ui,
+                            lang.t("医保个人账户余额（元）", "Medical account balance (CNY)"),
+                            &yuan(i.medical_balance_fen),
+                        );
+                    });
+            });
             ui.add_space(8.0);
             ui.label(
                 RichText::new(match lang {
@@ -592,4 +601,13 @@ fn take_card(app: &mut KioskApp, ui: &mut Ui) {
     );
     ui.add_space(24.0);
     ui.label(RichText::new(lang.t("感谢使用", "Thank you")).size(BODY));
+}
+
+/// Lay `add` out in a column of `width`, centred in the available width.
+fn centered<R>(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui) -> R) -> R {
+    ui.horizontal(|ui| {
+        ui.add_space(((ui.available_width() - width) / 2.0).max(0.0));
+        ui.vertical(add).inner
+    })
+    .inner
 }
