@@ -241,7 +241,9 @@ impl<'a> ContactTransaction<'a> {
                 .to_be_bytes(),
         );
         d.set(0x9f4e, t.merchant_name.clone());
-        d.set(0x9f66, t.ttq.to_bytes());
+        // The TTQ is a contactless reader's (JR/T 0025.12 §6.4.4); over contacts the card must
+        // not see qPBOC asked for (docs/pboc-profile.md "interface"), so 9F66 is zeros.
+        d.set(0x9f66, [0; 4]);
         d.set(0x9f7a, [self.ec_indicator]);
         d.set(0xdf69, [u8::from(t.sm_supported)]);
         d.set(0x9f34, self.cvm.results.0);
