@@ -35,7 +35,25 @@ fn kiosk(lang: Lang, idle: Duration) -> Kiosk {
     let world = DemoWorld::build(dir.path()).unwrap();
     let slot = DemoSlot::default();
     let (req_tx, req_rx) = mpsc::channel();
-    let (up_tx, up_rx) = mpsc::channel();
+    let (up_tx, up_rx) = mpsc::channel::<terminal_app::session::Update>();
+    let (log_tx, log_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(u) = log_rx.recv() {
+            if std::env::var_os("KIOSK_TRACE").is_some() {
+                eprintln!(
+                    "update: {}",
+                    match &u {
+                        terminal_app::session::Update::SignedIn(_) => "SignedIn".to_string(),
+                        u => format!("{u:?}"),
+                    }
+                );
+            }
+            if up_tx.send(u).is_err() {
+                break;
+            }
+        }
+    });
+    let up_tx = log_tx;
     let worker = Worker::new(
         Box::new(DemoSource::new(slot.clone())),
         req_rx,
@@ -385,7 +403,7 @@ fn snapshots(lang: Lang) {
         k.insert("wangfang-t0");
         k.wait_for(match lang {
             Lang::Zh => "此卡已挂失",
-            Lang::En => "reported lost",
+            Lang::En => "This card has been reported lost",
         });
         snap(&mut k, &format!("rejected_hotlisted_{tag}"));
     }
