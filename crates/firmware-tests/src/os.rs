@@ -11,6 +11,10 @@
 //! RAM and is lost at power-on and reset. Persistent changes are committed to [`Storage`]
 //! before the answer leaves the card; the PIN try counter is decremented and committed *before*
 //! the PIN is compared, so pulling the card during VERIFY never yields a free try.
+//!
+//! While the PBOC payment ADF is selected, its commands go to the payment application
+//! ([`crate::pboc`]); SELECT of the PSE, the PPSE or the ADF answers with that application's
+//! FCI. Every commit is counted ([`SoftCard::commits`]) so tests can tear each one.
 
 use card_core::apdu::{Command, SHORT_MAX_NE};
 use card_core::status::StatusWord;

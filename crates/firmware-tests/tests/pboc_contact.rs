@@ -393,3 +393,79 @@ fn pin_change_unblock_script_resets_the_counter() {
     assert_eq!(c.get_data(0x9f17), [3]);
     assert_eq!(c.committed().indicators.script_count, 1);
 }
+
+/// CDA on both GENERATE AC of an online transaction: ARQC, then TC (JR/T 0025.17 §5.2.5.1,
+/// JR/T 0025.7 §5.3.6.1: the second hash also covers the CDOL2 data).
+fn cda_online(name: &str) {
+    let mut c = TestCard::new(name);
+    let (mk_ac, _) = c.issuer_keys();
+    let mut terms = Terms::contact(300);
+    terms.ec_indicator = 0;
+    let (aip, afl) = contact_gpo(&mut c, &terms);
+    let records = read_afl(&mut c, &afl);
+    let key = icc_key(&c, &records, aip);
+    let pdol = terms.pdol_data();
+    let cdol1 = terms.cdol1_data();
+    let r = AcResponse::parse(&c.ok(&gen_ac(0x90, &cdol1)));
+    assert_eq!(r.cid, 0x80);
+    let mut parts: Vec<&[u8]> = vec![&pdol, &cdol1];
+    parts.extend(r.hashed_tlvs.iter().map(Vec::as_slice));
+    let arqc = check_cda(&key, r.sdad.as_ref().unwrap(), terms.un, r.cid, &parts);
+    let cvr = r.cvr();
+    assert_eq!(cvr[3] & 0x02, 0x02, "DDA performed");
+    assert_eq!(
+        arqc,
+        expected_ac(
+            &mk_ac,
+            r.atc,
+            &ac_data(&terms.ac_terminal_data(), aip, r.atc, cvr)
+        )
+    );
+    let mut auth = arpc(&mk_ac, r.atc, &arqc, b"00").to_vec();
+    auth.extend(b"00");
+    let un2 = [7, 7, 7, 7];
+    let cdol2 = cdol2_data(b"00", &auth.try_into().unwrap(), [0; 5], un2);
+    let r2 = AcResponse::parse(&c.ok(&gen_ac(0x50, &cdol2)));
+    assert_eq!(r2.cid, 0x40);
+    let mut parts: Vec<&[u8]> = vec![&pdol, &cdol1, &cdol2];
+    parts.extend(r2.hashed_tlvs.iter().map(Vec::as_slice));
+    let tc = check_cda(&key, r2.sdad.as_ref().unwrap(), un2, r2.cid, &parts);
+    let mut terminal = terms.ac_terminal_data();
+    terminal[25..29].copy_from_slice(&un2);
+    assert_eq!(
+        tc,
+        expected_ac(&mk_ac, r2.atc, &ac_data(&terminal, aip, r2.atc, r2.cvr()))
+    );
+    // An AAC never carries a signature.
+    let mut c = TestCard::new(name);
+    contact_gpo(&mut c, &terms);
+    let r = AcResponse::parse(&c.ok(&gen_ac(0x10, &cdol1)));
+    assert_eq!(r.cid, 0x00);
+    assert!(r.sdad.is_none() && r.ac.is_some(), "format 1");
+}
+
+#[test]
+fn cda_on_both_generate_ac_sm() {
+    cda_online("lisi");
+}
+
+#[test]
+fn cda_on_both_generate_ac_international() {
+    cda_online("wangwu-rsa");
+}
+
+#[test]
+fn over_the_single_limit_the_card_does_plain_debit_credit() {
+    // 钱七: single-transaction limit 50.00. Not EC: a TC is an ordinary offline approval
+    // (JR/T 0025.5 §14.5.3): logged, EC balance untouched.
+    let mut c = TestCard::new("qianqi-ec");
+    let (_, mk_smi) = c.issuer_keys();
+    let terms = Terms::contact(6_000);
+    let (_, afl) = contact_gpo(&mut c, &terms);
+    assert_eq!(afl.len(), 12);
+    let r = AcResponse::parse(&c.ok(&gen_ac(0x40, &terms.cdol1_data())));
+    assert_eq!(r.cid, 0x40);
+    assert_eq!(idd_balance(&r.iad, &mk_smi, r.atc), 99_000);
+    assert_eq!(c.balance(), 99_000);
+    assert_eq!(c.read_log(11).len(), 1);
+}

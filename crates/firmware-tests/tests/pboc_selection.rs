@@ -258,3 +258,24 @@ fn the_other_applications_still_work() {
     // GET DATA is not an SSSE command.
     assert_eq!(c.sendh("80CA9F7900").1, 0x6D00);
 }
+
+#[test]
+fn debug_output_hides_keys_and_the_pin() {
+    let c = TestCard::new("wangwu-rsa");
+    let text = format!("{:?}", c.card.image());
+    let [ac, smi, smc] = c.section().card_keys().unwrap();
+    for key in [ac, smi, smc] {
+        let bytes = key.expose_bytes();
+        let as_debug = format!("{:?}", bytes.as_slice());
+        assert!(!text.contains(&as_debug), "a card key in Debug");
+    }
+    let p = &c.section().oda.icc_rsa.as_ref().unwrap().p;
+    let first = u8::from_str_radix(&p[..2], 16).unwrap();
+    let second = u8::from_str_radix(&p[2..4], 16).unwrap();
+    assert!(
+        !text.contains(&format!("p: [{first}, {second}")),
+        "an RSA prime in Debug"
+    );
+    assert!(text.contains("PbocKeys"));
+    assert!(!text.contains("digits"), "the offline PIN in Debug");
+}

@@ -92,7 +92,7 @@ impl fmt::Debug for IccPrivateKey {
 
 /// The card's secret keys: the three card keys derived from the issuer master keys by PAN and
 /// PSN (JR/T 0025.7 §11.1.4, JR/T 0025.17 §8.1.4) and the ICC private key. Zeroized on drop;
-/// `Debug` shows key check values only.
+/// `Debug` shows none of them.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PbocKeys {
     /// MK-AC: application cryptograms and the ARPC.
@@ -137,13 +137,10 @@ impl Drop for PbocKeys {
 
 impl fmt::Debug for PbocKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kcv = |k: &[u8; 16]| {
-            hex::encode_upper(CardKey::new(CardAlgorithm::Sm4, *k).kcv()) + " (SM4 KCV)"
-        };
         f.debug_struct("PbocKeys")
-            .field("mk_ac", &kcv(&self.mk_ac))
-            .field("mk_smi", &kcv(&self.mk_smi))
-            .field("mk_smc", &kcv(&self.mk_smc))
+            .field("mk_ac", &"<redacted>")
+            .field("mk_smi", &"<redacted>")
+            .field("mk_smc", &"<redacted>")
             .field("icc", &self.icc)
             .finish()
     }
