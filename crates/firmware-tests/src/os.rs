@@ -264,6 +264,10 @@ impl SoftCard {
         let df = self.vol.current_df;
         let mut ctx = self.pboc_ctx(df)?;
         match crate::pboc::applet::dispatch(&mut ctx, cmd)? {
+            // A case 4 command (GPO, GENERATE AC, INTERNAL AUTHENTICATE) has done its work and
+            // committed: its answer is given whatever Le said (up to 256 bytes, the rest by
+            // GET RESPONSE), never lost to a 6Cxx. Case 2 reads follow the Le rules.
+            Ok(data) if !cmd.data().is_empty() => Some(self.deliver(data, SHORT_MAX_NE)),
             Ok(data) => Some(self.deliver(data, cmd.ne().unwrap_or(SHORT_MAX_NE))),
             Err(sw) => {
                 if let Ok(Some(image)) = self.storage.load() {

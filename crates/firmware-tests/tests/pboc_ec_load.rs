@@ -106,6 +106,9 @@ fn wrong_mac_changes_nothing() {
     let state = c.committed();
     assert!(state.indicators.script_failed, "script failure indicator");
     assert_eq!(state.indicators.script_count, 1);
+    // Without secure messaging: 6982.
+    assert_eq!(c.sendh("00DA9F7906 000000060000").1, 0x6982);
+    assert_eq!(c.sendh("80DA9F7906 000000060000").1, 0x6982);
     // The script stops: a right MAC now answers 6985 (§17.6.3).
     let good = put_balance(&c, atc, &arqc, 60_000);
     assert_eq!(c.send(&good).1, 0x6985);
@@ -199,6 +202,14 @@ fn other_ec_parameters_and_limits() {
         .1,
         0x6A88
     );
+    // A script command without secure messaging after the second GENERATE AC: 6982, and it
+    // counts as a failed script (JR/T 0025.5 §17.6.4).
+    let mut c = TestCard::new("zhangsan");
+    online(&mut c);
+    assert_eq!(c.sendh("841E000000").1, 0x6700, "no MAC at all");
+    assert!(!c.committed().indicators.script_failed);
+    assert_eq!(c.sendh("801E0000").1, 0x6982);
+    assert!(c.committed().indicators.script_failed);
     // The single-transaction limit now decides what is EC.
     let mut c = TestCard::new("zhangsan");
     let (_, atc, arqc) = online(&mut c);

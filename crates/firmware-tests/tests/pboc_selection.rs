@@ -187,8 +187,11 @@ fn status_words_for_wrong_requests() {
     assert_eq!(c.sendh("0088010004 11223344 00").1, 0x6A86);
     // Unknown instruction in the application.
     assert_eq!(c.sendh("80EE000000").1, 0x6D00);
-    // Now a GPO, then a second GPO in the same selection.
-    assert_eq!(c.send(&gpo).1, 0x9000);
+    // Now a GPO (its answer comes whatever Le says), then a second GPO in the same selection.
+    let mut odd_le = gpo.clone();
+    *odd_le.last_mut().unwrap() = 0x05;
+    let (data, sw) = c.send(&odd_le);
+    assert_eq!((data.len(), sw), (20, 0x9000));
     assert_eq!(c.send(&gpo).1, 0x6985);
     // GENERATE AC: reserved P1 bits, 11, P2, wrong CDOL1 length.
     let cdol1 = Terms::contact(100).cdol1_data();

@@ -131,6 +131,9 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>, cmd: &Command) -> Option<Result<Vec<u8
         (0x80, 0xca) => get_data(ctx, cmd),
         (0x00, 0x20) => pin::verify(ctx, cmd).map(|()| Vec::new()),
         (0x04, 0xda) | (0x84, 0x1e | 0x18 | 0x24) => script::process(ctx, cmd).map(|()| Vec::new()),
+        (0x00 | 0x80, 0xda | 0x1e | 0x18 | 0x24) => {
+            script::missing_secure_messaging(ctx).map(|()| Vec::new())
+        }
         // The same instructions with another class.
         (_, 0xa8 | 0xae | 0xca) | (0x80 | 0x84 | 0x04, 0x82 | 0x88 | 0xb2 | 0x20) => {
             Err(Sw::ClaNotSupported)

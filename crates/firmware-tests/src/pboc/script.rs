@@ -13,6 +13,8 @@
 //! command counter, and a wrong MAC or a failed command sets the script failure indicator
 //! (§17.6.4); both are committed with the command's own changes.
 //!
+//! The same commands without secure messaging (class `00` or `80`) answer `6982`.
+//!
 //! Commands:
 //! - PUT DATA `04 DA P1 P2` (附录 B.11, JR/T 0025.13 §10.4 表15/表16): `9F79` EC balance (a
 //!   load: refused with `6A80` above the balance limit `9F77`; the load log record is written
@@ -94,6 +96,22 @@ pub(crate) fn process(ctx: &mut Ctx<'_>, cmd: &Command) -> Result<(), Sw> {
             Err(sw)
         }
     }
+}
+
+/// A script command sent without secure messaging (class `00`/`80` instead of `04`/`84`):
+/// `6982`. After the second GENERATE AC it sets the script failure indicator: secure
+/// messaging was required and not provided (§17.6.4).
+pub(crate) fn missing_secure_messaging(ctx: &mut Ctx<'_>) -> Result<(), Sw> {
+    let after_second = ctx
+        .session
+        .txn
+        .as_ref()
+        .is_some_and(|t| t.completed && matches!(t.path, Path::Contact { .. }));
+    if after_second && !ctx.state()?.indicators.script_failed {
+        ctx.state_mut()?.indicators.script_failed = true;
+        ctx.commit()?;
+    }
+    Err(Sw::SecurityStatusNotSatisfied)
 }
 
 fn execute(ctx: &mut Ctx<'_>, cmd: &Command, body: &[u8]) -> Result<(), Sw> {
