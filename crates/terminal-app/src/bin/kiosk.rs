@@ -48,6 +48,9 @@ struct Args {
     /// Where the demo keeps its ledger (default: a temporary directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Append the name of each screen shown to FILE (for tests driving the window).
+    #[arg(long, value_name = "FILE")]
+    screen_log: Option<PathBuf>,
 }
 
 fn today() -> card_core::ssse::Date {
@@ -233,6 +236,15 @@ fn main() -> Result<()> {
         .with_title("社保卡自助服务")
         .with_inner_size([1366.0, 800.0])
         .with_fullscreen(!args.windowed);
+    let screen_log = match &args.screen_log {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
+        None => None,
+    };
     let native = eframe::NativeOptions {
         viewport,
         ..Default::default()
@@ -250,13 +262,11 @@ fn main() -> Result<()> {
                 config,
             );
             worker.spawn()?;
-            Ok(Box::new(KioskApp::new(
-                &cc.egui_ctx,
-                req_tx,
-                up_rx,
-                demo,
-                options,
-            )))
+            let mut app = KioskApp::new(&cc.egui_ctx, req_tx, up_rx, demo, options);
+            if let Some(f) = screen_log {
+                app = app.with_screen_log(f);
+            }
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))

@@ -65,6 +65,28 @@ pub enum Screen {
     TakeCard,
 }
 
+impl Screen {
+    /// The screen's name, without its data.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Attract => "Attract",
+            Self::Reading => "Reading",
+            Self::Rejected(RejectReason::HotListed) => "RejectedHotListed",
+            Self::Rejected(RejectReason::Expired(_)) => "RejectedExpired",
+            Self::Rejected(RejectReason::PinBlocked) => "RejectedPinBlocked",
+            Self::Rejected(RejectReason::NotGenuine(_)) => "RejectedNotGenuine",
+            Self::Rejected(RejectReason::Unreadable(_)) => "RejectedUnreadable",
+            Self::Pin => "Pin",
+            Self::Home => "Home",
+            Self::Personal => "Personal",
+            Self::Insurance => "Insurance",
+            Self::ChangePin(_) => "ChangePin",
+            Self::Notice(_) => "Notice",
+            Self::TakeCard => "TakeCard",
+        }
+    }
+}
+
 /// Steps of a PIN change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeStage {
@@ -178,6 +200,8 @@ pub struct KioskApp {
     idle_timeout: Duration,
     last_input: Instant,
     status: Option<Box<dyn Fn() -> (bool, u64) + Send>>,
+    screen_log: Option<std::fs::File>,
+    logged: Option<&'static str>,
 }
 
 impl std::fmt::Debug for KioskApp {
@@ -207,7 +231,16 @@ impl KioskApp {
             idle_timeout: options.idle_timeout,
             last_input: Instant::now(),
             status: None,
+            screen_log: None,
+            logged: None,
         }
+    }
+
+    /// Append the name of each screen shown to `file` (no personal data: names like `Pin`,
+    /// `Home`), so a test driving a real window can follow the journey.
+    pub fn with_screen_log(mut self, file: std::fs::File) -> Self {
+        self.screen_log = Some(file);
+        self
     }
 
     /// Where the status bar gets "online" and "entries waiting" from.
@@ -303,6 +336,14 @@ impl KioskApp {
         if !idle_screen {
             // Wake up again to check the timeout without input.
             ctx.request_repaint_after(Duration::from_millis(500));
+        }
+        let name = self.state.screen.name();
+        if self.logged != Some(name)
+            && let Some(f) = self.screen_log.as_mut()
+        {
+            use std::io::Write;
+            let _ = writeln!(f, "{name}");
+            self.logged = Some(name);
         }
     }
 }

@@ -234,8 +234,32 @@ enum Key {
     Ok,
 }
 
-fn keypad(ui: &mut Ui, lang: Lang) -> Option<Key> {
-    let mut pressed = None;
+/// Keys typed on a physical keyboard (digits, Enter, Backspace/Escape), so the PIN pad also
+/// works from a keyboard or an accessibility device.
+fn typed(ui: &Ui) -> Vec<Key> {
+    ui.input(|i| {
+        let mut keys = Vec::new();
+        for e in &i.events {
+            match e {
+                egui::Event::Text(t) => {
+                    keys.extend(t.chars().filter(char::is_ascii_digit).map(Key::Digit))
+                }
+                egui::Event::Key {
+                    key, pressed: true, ..
+                } => match key {
+                    egui::Key::Enter => keys.push(Key::Ok),
+                    egui::Key::Backspace | egui::Key::Escape => keys.push(Key::Clear),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        keys
+    })
+}
+
+fn keypad(ui: &mut Ui, lang: Lang) -> Vec<Key> {
+    let mut pressed = typed(ui);
     let rows: [[&str; 3]; 4] = [
         ["1", "2", "3"],
         ["4", "5", "6"],
@@ -255,7 +279,7 @@ fn keypad(ui: &mut Ui, lang: Lang) -> Option<Key> {
                         };
                         let button = egui::Button::new(RichText::new(text).size(40.0));
                         if ui.add_sized(KEY, button).clicked() {
-                            pressed = key;
+                            pressed.extend(key);
                         }
                     }
                     ui.end_row();
@@ -296,23 +320,25 @@ fn pin(app: &mut KioskApp, ui: &mut Ui) {
                 .color(Color32::from_rgb(180, 30, 30)),
         );
     }
-    match keypad(ui, lang) {
-        Some(Key::Digit(d)) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
-        Some(Key::Clear) => app.state.digits = Zeroizing::new(String::new()),
-        Some(Key::Ok) if !app.state.busy => match Pin::new(&app.state.digits) {
-            Ok(p) => {
-                app.state.digits = Zeroizing::new(String::new());
-                app.state.pin_message = None;
-                app.request(Request::VerifyPin(p));
-            }
-            Err(_) => {
-                app.state.pin_message = Some(
-                    lang.t("密码为 4 至 12 位数字", "A PIN has 4 to 12 digits")
-                        .into(),
-                );
-            }
-        },
-        _ => {}
+    for key in keypad(ui, lang) {
+        match key {
+            Key::Digit(d) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
+            Key::Clear => app.state.digits = Zeroizing::new(String::new()),
+            Key::Ok if !app.state.busy => match Pin::new(&app.state.digits) {
+                Ok(p) => {
+                    app.state.digits = Zeroizing::new(String::new());
+                    app.state.pin_message = None;
+                    app.request(Request::VerifyPin(p));
+                }
+                Err(_) => {
+                    app.state.pin_message = Some(
+                        lang.t("密码为 4 至 12 位数字", "A PIN has 4 to 12 digits")
+                            .into(),
+                    );
+                }
+            },
+            _ => {}
+        }
     }
     ui.add_space(16.0);
     if big_button(ui, lang.t("退出", "Cancel")) {
@@ -527,10 +553,30 @@ fn change_pin(app: &mut KioskApp, ui: &mut Ui, stage: ChangeStage) {
                 .color(Color32::from_rgb(180, 30, 30)),
         );
     }
-    match keypad(ui, lang) {
-        Some(Key::Digit(d)) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
-        Some(Key::Clear) => app.state.digits = Zeroizing::new(String::new()),
-        Some(Key::Ok) if !app.state.busy => {
+    for key in keypad(ui, lang) {
+        // A key may move to the next stage: later keys of the same frame belong to it.
+        let stage = match &app.state.screen {
+            Screen::ChangePin(st) => *st,
+            _ => break,
+        };
+        change_pin_key(app, stage, key);
+    }
+    ui.add_space(16.0);
+    if big_button(ui, lang.t("取消", "Cancel")) {
+        app.state.change_old = Zeroizing::new(String::new());
+        app.state.change_new = Zeroizing::new(String::new());
+        app.state.digits = Zeroizing::new(String::new());
+        app.state.pin_message = None;
+        app.state.screen = Screen::Home;
+    }
+}
+
+fn change_pin_key(app: &mut KioskApp, stage: ChangeStage, key: Key) {
+    let lang = app.state.lang;
+    match key {
+        Key::Digit(d) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
+        Key::Clear => app.state.digits = Zeroizing::new(String::new()),
+        Key::Ok if !app.state.busy => {
             let typed = std::mem::replace(&mut app.state.digits, Zeroizing::new(String::new()));
             if Pin::new(&typed).is_err() {
                 app.state.pin_message = Some(
@@ -566,14 +612,6 @@ fn change_pin(app: &mut KioskApp, ui: &mut Ui, stage: ChangeStage) {
             }
         }
         _ => {}
-    }
-    ui.add_space(16.0);
-    if big_button(ui, lang.t("取消", "Cancel")) {
-        app.state.change_old = Zeroizing::new(String::new());
-        app.state.change_new = Zeroizing::new(String::new());
-        app.state.digits = Zeroizing::new(String::new());
-        app.state.pin_message = None;
-        app.state.screen = Screen::Home;
     }
 }
 
