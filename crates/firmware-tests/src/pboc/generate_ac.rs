@@ -7,7 +7,7 @@
 //! (`11` and any reserved bit: `6A86`); bit 5 asks for CDA. At most two GENERATE AC per
 //! transaction: a third, or a second after a first that was not an ARQC, answers `6985`
 //! (附录 B.6.5). The cryptogram covers the 表D.1 terminal elements, AIP, ATC and CVR (see
-//! [`super::gpo::cryptogram_data`]); for the second GENERATE AC the TVR and unpredictable
+//! `gpo::cryptogram_data`); for the second GENERATE AC the TVR and unpredictable
 //! number of CDOL2 take the place of those of CDOL1.
 
 use card_core::apdu::Command;

@@ -7,7 +7,7 @@
 //! Modules:
 //! - [`state`]: what the application keeps in non-volatile memory ([`PbocState`]).
 //! - [`files`]: PSE, PPSE and ADF, records, FCIs, and [`files::install`] for personalisers.
-//! - [`applet`] (crate-internal): dispatch while the ADF is selected, SELECT, READ RECORD, GET
+//! - `applet` (crate-internal): dispatch while the ADF is selected, SELECT, READ RECORD, GET
 //!   DATA, INTERNAL AUTHENTICATE.
 //! - [`gpo`]: GET PROCESSING OPTIONS, the EC decision and qPBOC card risk management.
 //! - [`generate_ac`]: GENERATE AC, card risk management, CDA, issuer authentication.
