@@ -259,6 +259,12 @@ fn application_block_and_unblock() {
     assert!(!data.is_empty());
     let r = AcResponse::parse(&c.ok(&gen_ac(0x40, &terms.cdol1_data())));
     assert_eq!(r.cid, 0x00);
+    // And contactless too: AAC, no AFL.
+    c.sendh("00A4040008A000000333010101 00");
+    let data = c.ok(&Terms::qpboc(100).gpo_apdu());
+    assert!(find(&data, 0x94).is_none());
+    assert_eq!(find(&data, 0x9f10).unwrap()[4] & 0x30, 0x00, "AAC");
+    assert_eq!(c.balance(), 50_000);
     // Unblock in an online transaction on the issuer's device.
     let mut terms = Terms::contact(0);
     terms.ec_indicator = 0;

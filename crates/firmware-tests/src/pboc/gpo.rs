@@ -178,8 +178,9 @@ fn qpboc_gpo(ctx: &mut Ctx<'_>, pdol: DolData) -> Result<Vec<u8>, Sw> {
     let new_card = state.last_online_atc == 0;
     let pin_exceeded = state.pin.tries_left == 0;
 
-    // §7.7.1 - §7.7.4: decisions before the offline checks.
-    let early = if !currency_match && cap[1] & 0x40 != 0 {
+    // §7.7.1 - §7.7.4: decisions before the offline checks. A blocked application declines
+    // (JR/T 0025.5 §17.5).
+    let early = if state.blocked || (!currency_match && cap[1] & 0x40 != 0) {
         Some(Decision::Decline)
     } else if offline_only {
         if new_card && cap[1] & 0x20 != 0 {

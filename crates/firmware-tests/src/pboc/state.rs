@@ -202,8 +202,10 @@ impl fmt::Debug for OfflinePin {
 /// currency).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ec {
-    /// EC balance `9F79`. The contactless (qPBOC) offline spending uses this same balance
-    /// (JR/T 0025.12 §7.7.5).
+    /// EC balance `9F79`. Contactless (qPBOC) offline spending uses this same balance: JR/T
+    /// 0025.12 §7.7.5 runs its small-amount checks on the EC data, and JR/T 0025.14 §5.2.2
+    /// works on `9F79` too; only the second-currency balance `DF79` of JR/T 0025.15 would be
+    /// separate (not implemented).
     pub balance: u64,
     /// EC balance limit `9F77`.
     pub balance_limit: u64,
