@@ -20,7 +20,7 @@ use super::{PbocError, SFI_LOAD_LOG, SFI_LOG};
 use crate::fs::{Access, EfBody, EfSpec, MF};
 use crate::image::CardImage;
 
-/// Name of the PSE (JR/T 0025.3 §12.2).
+/// Name of the PSE (JR/T 0025.3 §12.2.2).
 pub const PSE_NAME: &[u8] = b"1PAY.SYS.DDF01";
 /// Name of the PPSE (JR/T 0025.12 §6.4.3).
 pub const PPSE_NAME: &[u8] = b"2PAY.SYS.DDF01";
@@ -254,7 +254,7 @@ pub(crate) fn card_auth_data(un: [u8; 4], ctq: [u8; 2]) -> [u8; 8] {
     [0x01, u0, u1, u2, u3, c0, c1, 0x00]
 }
 
-/// The directory entry of the application (`61{4F, 50, 87}`).
+/// The directory entry of the application (`61{4F, 50, 87}`, JR/T 0025.3 §12.2.3 表44/表45).
 fn directory_entry(state: &PbocState) -> Tlv {
     Tlv::constructed(
         Tag::new(0x61),
@@ -266,7 +266,7 @@ fn directory_entry(state: &PbocState) -> Tlv {
     )
 }
 
-/// FCI of the PSE: `6F{84 name, A5{88 SFI 01, 5F2D "zhen"}}` (JR/T 0025.3 §12.2).
+/// FCI of the PSE: `6F{84 name, A5{88 SFI 01, 5F2D "zhen"}}` (JR/T 0025.3 §11.3.4 表42).
 pub fn pse_fci() -> Result<Vec<u8>, PbocError> {
     template(
         0x6f,
@@ -303,7 +303,7 @@ fn log_entry(sfi: u8) -> Vec<u8> {
 }
 
 /// FCI of the ADF: `6F{84 AID, A5{50, 87, 9F38 PDOL, 5F2D, 9F11, BF0C{9F4D, DF4D}}}`
-/// (JR/T 0025.5 附录 B.13.4, JR/T 0025.13 §5.8).
+/// (JR/T 0025.3 §11.3.4 表43, JR/T 0025.5 附录 B.13.4, JR/T 0025.13 §5.8).
 pub fn adf_fci(state: &PbocState) -> Result<Vec<u8>, PbocError> {
     template(
         0x6f,

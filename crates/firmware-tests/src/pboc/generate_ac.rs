@@ -6,9 +6,10 @@
 //! Reference control parameter P1 (附录 B.6 表B.7): bits 8-7 `00` AAC, `01` TC, `10` ARQC
 //! (`11` and any reserved bit: `6A86`); bit 5 asks for CDA. At most two GENERATE AC per
 //! transaction: a third, or a second after a first that was not an ARQC, answers `6985`
-//! (附录 B.6.5). The cryptogram covers the 表D.1 terminal elements, AIP, ATC and CVR (see
-//! `gpo::cryptogram_data`); for the second GENERATE AC the TVR and unpredictable
-//! number of CDOL2 take the place of those of CDOL1.
+//! (附录 B.6.5). The cryptogram (version 01, 附录 E 表E.1) covers amount, other amount,
+//! country, TVR, currency, date, type, unpredictable number, AIP, ATC and CVR (see
+//! `gpo::cryptogram_data`); for the second GENERATE AC the TVR and unpredictable number come
+//! from CDOL2, the terminal's newest values, the rest from CDOL1.
 
 use card_core::apdu::Command;
 use card_core::status::StatusWord as Sw;

@@ -118,9 +118,9 @@ pub(crate) fn issuer_application_data(state: &super::state::PbocState, cvr: [u8;
     iad
 }
 
-/// The data an application cryptogram covers: the terminal elements of JR/T 0025.5 附录 D.1
-/// 表D.1 (taken from `sources`, first wins), then AIP, ATC and the 4-byte CVR (表D.1 card
-/// data; JR/T 0025.7 §6.1.1 表22/表23).
+/// The data an application cryptogram covers, cryptogram version 01 (JR/T 0025.5 附录 E
+/// 表E.1, 附录 D.1 表D.1): the terminal elements (taken from `sources`, first wins), then AIP,
+/// ATC and the 4-byte CVR (JR/T 0025.7 §6.1.1 表22/表23).
 pub(crate) fn cryptogram_data(
     state: &super::state::PbocState,
     sources: &[&DolData],
