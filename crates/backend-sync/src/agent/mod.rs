@@ -278,8 +278,6 @@ impl Agent {
             if batch.is_empty() {
                 return Ok(());
             }
-            let seqs: Vec<u64> = batch.iter().map(|e| e.seq).collect();
-            self.ledger.note_attempt(&seqs)?;
             let ids: Vec<_> = batch.iter().map(|e| (e.seq, e.idempotency_id)).collect();
             let body = zeroize::Zeroizing::new(wire::encode(&UploadRequest { entries: batch }));
             self.pause_before_send.maybe_pause_async().await;

@@ -5,7 +5,7 @@
 
 use rusqlite::params;
 
-use super::payments::{ENTRY_COLUMNS, ENTRY_FROM, row_to_entry};
+use super::payments::{ENTRY_COLUMNS, row_to_entry};
 use super::{Ledger, LedgerError};
 use crate::clock;
 use crate::entry::UploadEntry;
@@ -66,10 +66,13 @@ pub struct SyncSummary {
 impl Ledger {
     /// Up to `limit` pending entries in sequence order, ready to send.
     pub fn pending_upload(&self, limit: usize) -> Result<Vec<UploadEntry>, LedgerError> {
+        // Driven by the `uploads_by_state` index in sequence order, so the next batch costs
+        // the same with 10 or 100,000 entries pending (no sort of everything pending).
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS}, e.pan_enc, e.psn_enc {ENTRY_FROM}
-             JOIN uploads u ON u.seq = e.seq
-             WHERE u.state = 'pending' ORDER BY e.seq LIMIT ?1"
+            "SELECT {ENTRY_COLUMNS}, e.pan_enc, e.psn_enc
+             FROM uploads u JOIN entries e ON e.seq = u.seq
+             LEFT JOIN outcomes o ON o.id = (SELECT MAX(id) FROM outcomes WHERE seq = u.seq)
+             WHERE u.state = 'pending' ORDER BY u.seq LIMIT ?1"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let mut rows = stmt.query(params![i64::try_from(limit).unwrap_or(i64::MAX)])?;
@@ -106,7 +109,8 @@ impl Ledger {
         let tx = self.conn_mut().transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "UPDATE uploads SET state = ?2, reason = ?3, updated_at = ?4
+                "UPDATE uploads SET state = ?2, reason = ?3, updated_at = ?4,
+                    attempts = attempts + 1
                  WHERE seq = ?1 AND state = 'pending'",
             )?;
             for r in results {
