@@ -13,11 +13,8 @@ use crate::wire::{BatchCloseResponse, Totals};
 /// The open batch, creating batch 1 if there is none.
 pub(crate) fn current_batch_in(tx: &Transaction<'_>, now: i64) -> Result<u32, LedgerError> {
     let open: Option<i64> = tx
-        .query_row(
-            "SELECT MAX(batch_no) FROM batches WHERE state = 'open'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT MAX(batch_no) FROM batches WHERE state = 'open'")?
+        .query_row([], |r| r.get(0))
         .optional()?
         .flatten();
     match open {

@@ -29,11 +29,8 @@ impl Ledger {
         let index = self.key().blind_index("pan", pan.expose());
         let reason: Option<String> = self
             .conn()
-            .query_row(
-                "SELECT reason FROM hotlist WHERE pan_index = ?1",
-                params![index.as_slice()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT reason FROM hotlist WHERE pan_index = ?1")?
+            .query_row(params![index.as_slice()], |r| r.get(0))
             .optional()?;
         match reason {
             Some(reason) => Err(LedgerError::CardHotListed { reason }),

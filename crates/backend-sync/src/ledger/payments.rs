@@ -171,32 +171,34 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let last: Option<i64> = tx.query_row("SELECT MAX(seq) FROM entries", [], |r| r.get(0))?;
+        let last: Option<i64> = tx
+            .prepare_cached("SELECT MAX(seq) FROM entries")?
+            .query_row([], |r| r.get(0))?;
         let seq = u64::try_from(last.unwrap_or(0))
             .map_err(|_| LedgerError::Corrupt("seq"))?
             .saturating_add(1);
         let batch_no = super::batches::current_batch_in(&tx, now)?;
         let pan_enc = key.seal_str(&pan_aad(seq), p.pan.expose())?;
         let psn_enc = key.seal_str(&psn_aad(seq), p.psn.as_str())?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO entries (seq, idempotency_id, batch_no, kind, amount_fen, currency,
                 pan_masked, pan_index, pan_enc, psn_enc, txn_time, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                to_i64(seq)?,
-                idempotency_id.to_hex(),
-                batch_no,
-                p.kind.as_str(),
-                to_i64(p.amount_fen)?,
-                p.currency,
-                p.pan.masked(),
-                pan_index.as_slice(),
-                pan_enc,
-                psn_enc,
-                p.txn_time.as_str(),
-                now
-            ],
-        )?;
+        )?
+        .execute(params![
+            to_i64(seq)?,
+            idempotency_id.to_hex(),
+            batch_no,
+            p.kind.as_str(),
+            to_i64(p.amount_fen)?,
+            p.currency,
+            p.pan.masked(),
+            pan_index.as_slice(),
+            pan_enc,
+            psn_enc,
+            p.txn_time.as_str(),
+            now
+        ])?;
         tx.commit()?;
         Ok(Intent {
             seq,
