@@ -9,7 +9,7 @@
 //!
 //! Parts, one file each: [`migrations`] (schema versions), [`payments`] (append-only entries and
 //! outcomes, write-ahead), [`upload_queue`] (the sync checkpoint), [`batches`] (settlement
-//! batches and their totals), [`hotlist`], [`params`], [`cardholders`].
+//! batches and their totals), [`hotlist`], [`params`](mod@params), [`cardholders`].
 
 pub mod batches;
 pub mod cardholders;
