@@ -142,6 +142,26 @@ proptest! {
     }
 
     #[test]
+    fn cardholder_csv_never_panics_and_valid_rows_parse(
+        junk in proptest::collection::vec(any::<u8>(), 0..300),
+        months in any::<u32>(),
+        balance in any::<i64>(),
+    ) {
+        let _ = backend_sync::server::admin::parse_cardholder_csv(&junk);
+        let mut with_header = b"ssn,name,card_no,region,insurance_status,contribution_months,medical_balance_fen,as_of\n".to_vec();
+        with_header.extend_from_slice(&junk);
+        let _ = backend_sync::server::admin::parse_cardholder_csv(&with_header);
+        let good = format!(
+            "ssn,name,card_no,region,insurance_status,contribution_months,medical_balance_fen,as_of\n\
+             110105198703073011,张三,A03073011,110100,active,{months},{balance},20250301000000\n"
+        );
+        let rows = backend_sync::server::admin::parse_cardholder_csv(good.as_bytes()).unwrap();
+        prop_assert_eq!(rows.len(), 1);
+        prop_assert_eq!(rows[0].contribution_months, months);
+        prop_assert_eq!(rows[0].medical_balance_fen, balance);
+    }
+
+    #[test]
     fn signature_headers_never_panic(
         t in ".{0,40}", ts in ".{0,25}", n in ".{0,40}", s in ".{0,140}",
     ) {
