@@ -23,9 +23,9 @@ fn stale_entries_go_to_dead_letter_and_are_never_sent() {
     let term = Term::new("KIOSK-A1");
     term.register(&env, &server.url, "110100");
     term.pay(4, 400);
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(Duration::from_millis(3100));
     let fresh = term.pay(3, 401);
-    let (code, out, err) = term.run_agent("once", &server.url, &["--max-age", "1"]);
+    let (code, out, err) = term.run_agent("once", &server.url, &["--max-age", "2"]);
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains("dead-lettered 4"), "{out}");
     assert!(out.contains("uploaded 3 (booked 3"), "{out}");

@@ -47,6 +47,9 @@ fn exactly_once_through_a_fault_injecting_proxy() {
             &[upstream],
             FaultConfig {
                 seed: 0x5eed,
+                // Connections are kept alive, so there are far fewer connections than requests:
+                // refuse often enough that it surely happens.
+                refuse: 0.2,
                 hold: Duration::from_millis(1500),
                 ..FaultConfig::default()
             },
