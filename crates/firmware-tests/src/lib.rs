@@ -13,6 +13,7 @@ pub mod os;
 pub mod pboc;
 pub mod personalize;
 pub mod profile;
+pub mod serial_reader;
 pub mod storage;
 pub mod testenv;
 pub mod vpcd;

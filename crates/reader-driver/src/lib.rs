@@ -4,11 +4,14 @@
 //! without resetting the card, and rebuilds its context when pcscd restarts. [`events`] turns
 //! pcsc-lite's status changes into reader and card events (plugged, unplugged, inserted,
 //! removed, pcscd lost and back). [`trace`] writes card-core's redacted APDU trace as JSON
-//! lines. Errors say what to do, e.g. how to start pcscd when it is not running.
+//! lines. Its serial backend ([`serial`]) drives GemPC Twin serial readers directly, CCID over
+//! RS-232 as pcscd's libccidtwin speaks it, with the same [`card_core::CardChannel`] and
+//! [`ReaderEvent`]s. Errors say what to do, e.g. how to start pcscd when it is not running.
 
 pub mod error;
 pub mod events;
 pub mod pcsc_backend;
+pub mod serial;
 pub mod trace;
 
 pub use error::DriverError;
@@ -16,4 +19,5 @@ pub use events::{EventWatcher, ReaderEvent};
 pub use pcsc_backend::{
     ActiveProtocol, PcscCard, PcscContext, PcscTransaction, ProtocolChoice, ReaderStatus,
 };
+pub use serial::{SerialCard, SerialError, SerialReader, SerialReaderConfig, SerialWatcher};
 pub use trace::JsonLinesTrace;
