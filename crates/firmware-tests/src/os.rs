@@ -192,7 +192,9 @@ impl SoftCard {
             Err(sw) => (Vec::new(), sw),
         };
         if self.image.behaviour.t0_get_response && sw.is_success() && !is_get_response {
-            let case4 = !cmd.data().is_empty() && cmd.ne().is_some();
+            // Over T=0 a case 4 command travels without Le (JR/T 0025.3 §9.3.1.2): any
+            // command with data that has data to answer gets 61xx.
+            let case4 = !cmd.data().is_empty();
             let case2 = cmd.data().is_empty() && cmd.ne().is_some();
             if case4 && !data.is_empty() {
                 // T=0: the data of a case 4 command comes through GET RESPONSE.

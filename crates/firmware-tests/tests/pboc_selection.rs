@@ -282,3 +282,23 @@ fn debug_output_hides_keys_and_the_pin() {
     assert!(text.contains("PbocKeys"));
     assert!(!text.contains("digits"), "the offline PIN in Debug");
 }
+
+#[test]
+fn t0_card_hands_answers_through_get_response() {
+    let mut p = pboc_support::profile("lisi");
+    p.behaviour.t0_get_response = true;
+    let mut c = TestCard::from_profile(p);
+    let (_, sw) = c.sendh("00A4040008A000000333010101 00");
+    assert_eq!(sw >> 8, 0x61, "FCI waits for GET RESPONSE");
+    c.ok(&hex(&format!("00C00000{:02X}", sw & 0xff)));
+    // GPO without Le (T=0 case 4): 61xx, then the data.
+    let mut gpo = Terms::contact(100).gpo_apdu();
+    gpo.pop();
+    let (_, sw) = c.send(&gpo);
+    assert_eq!(sw, 0x6114);
+    let data = c.ok(&hex("00C0000014"));
+    assert_eq!(&data[..2], &[0x80, 0x12]);
+    // GET DATA with Le=00: 6C with the length, then the exact Le.
+    assert_eq!(c.sendh("80CA9F7900").1, 0x6C09);
+    assert_eq!(c.sendh("80CA9F7909").0, hex("9F7906 000000012000"));
+}
