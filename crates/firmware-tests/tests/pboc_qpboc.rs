@@ -50,6 +50,10 @@ fn offline_purchase(name: &str, amount: u64, fdda_v01: bool) {
     let tc: [u8; 8] = get(&t, 0x9f26).unwrap().try_into().unwrap();
     let iad = get(&t, 0x9f10).unwrap();
     assert!(get(&t, 0x57).is_some(), "track 2 in the GPO answer (表12)");
+    assert!(
+        get(&t, 0x5f34).is_none(),
+        "the PSN comes once, in the signed record (§7.5)"
+    );
     let sdad = get(&t, 0x9f4b).expect("fDDA signature");
     let ctq = get(&t, 0x9f6c).unwrap();
     // The cryptogram: TC, CVR 03 10 00 00 (JR/T 0025.12 §7.5, §7.7.14).
@@ -136,6 +140,11 @@ fn qpboc_online_when_the_amount_is_over_the_limits() {
     terms.ttq[0] = 0x22;
     let (t, _) = gpo(&mut c, &terms);
     assert!(get(&t, 0x94).is_none(), "no AFL when going online (§7.4.3)");
+    assert_eq!(
+        get(&t, 0x5f34).unwrap(),
+        [0x01],
+        "the PSN for the online message (表11)"
+    );
     assert!(get(&t, 0x9f4b).is_none());
     let iad = get(&t, 0x9f10).unwrap();
     let cvr: [u8; 4] = iad[3..7].try_into().unwrap();

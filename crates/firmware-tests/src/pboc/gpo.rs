@@ -290,7 +290,9 @@ fn qpboc_gpo(ctx: &mut Ctx<'_>, pdol: DolData) -> Result<Vec<u8>, Sw> {
         Tlv::primitive(Tag::new(0x9f10), issuer_application_data(state, cvr_bits)),
         Tlv::primitive(Tag::new(0x57), state.track2.clone()),
     ]);
-    if let Some(psn) = state.psn {
+    // 表11/表12: the PSN when the card has one; an offline approval leaves it to the signed
+    // record that holds it, since a data element comes only once per transaction (§7.5).
+    if let Some(psn) = state.psn.filter(|_| decision != Decision::Offline) {
         objects.push(Tlv::primitive(
             Tag::new(0x5f34),
             ec::to_bcd::<1>(u64::from(psn)).to_vec(),
