@@ -2,9 +2,11 @@
 # pcscd with the project's virtual (vpcd) readers, without systemd.
 #
 #   scripts/pcsc-env.sh install              install the Debian packages that are missing
-#   scripts/pcsc-env.sh start [--readers N]  start pcscd with N vpcd entries (default 4)
+#   scripts/pcsc-env.sh start [--readers N] [--serial M]
+#                                            start pcscd with N vpcd entries (default 4) and
+#                                            M simulated serial readers (default 0, see below)
 #   scripts/pcsc-env.sh stop                 stop it
-#   scripts/pcsc-env.sh restart [--readers N]
+#   scripts/pcsc-env.sh restart [--readers N] [--serial M]
 #   scripts/pcsc-env.sh status               exit 0 if running, 3 if not
 #   scripts/pcsc-env.sh env [--readers N]    print the export lines for the tests
 #
@@ -17,6 +19,17 @@
 # pcscd.pid, pcscd.log and env (the export lines, for tests to read). The directory is never
 # deleted: the tests keep their flock files in it.
 #
+# Serial readers (issue 8), optional: with --serial M (or SSCARD_SERIAL=M) the script also
+# makes M pty pairs with socat, runs firmware-tests' simulated GemPC Twin reader
+# (`serial-reader`, built with cargo unless SSCARD_SERIAL_READER_BIN names it) on one end of
+# each, and lists the other end in reader.conf with pcscd's own serial CCID driver,
+# libccidtwin: "SSCard Serial A" ... The reader must answer before pcscd starts (libccidtwin
+# gives up after 2 s), so the chain is started first and stopped with pcscd. M is remembered
+# in $STATE_DIR/serial/count, so a later plain `start` or `restart` keeps the serial readers;
+# `--serial 0` removes them. Without --serial nothing changes from before. Each reader's
+# control socket is $STATE_DIR/serial/<letter>.sock; the env file gains SSCARD_SERIAL_READERS,
+# SSCARD_SERIAL_CONTROLS and SSCARD_SERIAL_READER_BIN.
+#
 # Why each entry loads its own copy of libifdvpcd.so: pcscd loads a driver library once per
 # LIBPATH, and vpcd keeps its per-slot state in a static array indexed by the slot number
 # (0 or 1) only. With two entries on the same LIBPATH the second entry overwrites the first
@@ -25,6 +38,8 @@
 set -euo pipefail
 
 readonly PACKAGES=(pcscd libpcsclite-dev pkg-config vsmartcard-vpcd opensc pcsc-tools socat libccid)
+readonly MAX_SERIAL=4
+readonly CCIDTWIN_CANDIDATES=(/usr/lib/pcsc/drivers/serial/libccidtwin.so /usr/lib/*/pcsc/drivers/serial/libccidtwin.so /usr/local/lib/pcsc/drivers/serial/libccidtwin.so)
 readonly BASE_PORT=35963
 readonly DEFAULT_ENTRIES=4
 readonly MAX_ENTRIES=8 # pcscd handles at most 16 reader slots
@@ -40,6 +55,8 @@ LOG_FILE="$STATE_DIR/pcscd.log"
 ENV_FILE="$STATE_DIR/env"
 DRIVER_DIR="$STATE_DIR/drivers"
 LOCK_FILE="$STATE_DIR/.pcsc-env.lock"
+SERIAL_DIR="$STATE_DIR/serial"
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 die() {
     echo "pcsc-env: $*" >&2
@@ -187,6 +204,7 @@ stop_all() {
         fi
         kill_pid "$pid"
     done
+    stop_serial
     rm -f "$PID_FILE"
     # pcscd removes these on a clean exit, not after SIGKILL; a stale pcscd.comm makes the
     # next pcscd refuse to start.
@@ -198,10 +216,24 @@ stop_all() {
 
 ENTRIES="$DEFAULT_ENTRIES"
 ENTRIES_GIVEN=0
+SERIAL=""
 
 parse_readers_opt() {
     while [ "$#" -gt 0 ]; do
         case "$1" in
+        --serial)
+            [ "$#" -ge 2 ] || die "--serial needs a number"
+            SERIAL="$2"
+            ENTRIES_GIVEN=1
+            shift 2
+            continue
+            ;;
+        --serial=*)
+            SERIAL="${1#--serial=}"
+            ENTRIES_GIVEN=1
+            shift
+            continue
+            ;;
         --readers)
             [ "$#" -ge 2 ] || die "--readers needs a number"
             ENTRIES="$2"
@@ -217,6 +249,17 @@ parse_readers_opt() {
     done
     if ! [[ "$ENTRIES" =~ ^[0-9]+$ ]] || [ "$ENTRIES" -lt 1 ] || [ "$ENTRIES" -gt "$MAX_ENTRIES" ]; then
         die "--readers must be 1..$MAX_ENTRIES (each entry gives 2 slots), got '$ENTRIES'"
+    fi
+    # Serial readers: the flag, else SSCARD_SERIAL, else what the last start used, else 0.
+    if [ -z "$SERIAL" ]; then
+        SERIAL="${SSCARD_SERIAL:-}"
+    fi
+    if [ -z "$SERIAL" ] && [ -r "$SERIAL_DIR/count" ]; then
+        SERIAL="$(tr -dc '0-9' <"$SERIAL_DIR/count")"
+    fi
+    SERIAL="${SERIAL:-0}"
+    if ! [[ "$SERIAL" =~ ^[0-9]+$ ]] || [ "$SERIAL" -gt "$MAX_SERIAL" ]; then
+        die "--serial must be 0..$MAX_SERIAL, got '$SERIAL'"
     fi
 }
 
@@ -275,6 +318,12 @@ reader_conf_text() {
         echo "LIBPATH      $DRIVER_DIR/libifdvpcd-${LETTERS[$i]}.so"
         printf 'CHANNELID    0x%X\n' "$port"
     done
+    for ((i = 0; i < SERIAL; i++)); do
+        echo
+        echo "FRIENDLYNAME \"$(serial_name "$i")\""
+        echo "DEVICENAME   $SERIAL_DIR/host-${LETTERS[$i]}"
+        echo "LIBPATH      $(find_ccidtwin)"
+    done
 }
 
 quote() {
@@ -288,6 +337,171 @@ env_text() {
     echo "export SSCARD_PCSC_DIR=$(quote "$STATE_DIR")"
     echo "export SSCARD_VPCD_PORTS=$(quote "$(slot_ports)")"
     echo "export SSCARD_VPCD_READERS=$(quote "$(slot_readers)")"
+    if [ "$SERIAL" -gt 0 ]; then
+        echo "export SSCARD_SERIAL_READERS=$(quote "$(serial_readers)")"
+        echo "export SSCARD_SERIAL_CONTROLS=$(quote "$(serial_controls)")"
+        echo "export SSCARD_SERIAL_READER_BIN=$(quote "$SERIAL_DIR/serial-reader")"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# serial readers (simulated GemPC Twin on a socat pty pair, driven by libccidtwin)
+
+serial_name() { echo "SSCard Serial ${LETTERS[$1]}"; }
+
+# pcscd's names for the serial readers, '|'-separated. The entries share libccidtwin, so pcscd
+# numbers them as readers of one driver: "SSCard Serial A 00 00", "SSCard Serial B 01 00", ...
+serial_readers() {
+    local i names=()
+    for ((i = 0; i < SERIAL; i++)); do
+        names+=("$(serial_name "$i") $(printf '%02X' "$i") 00")
+    done
+    local IFS='|'
+    echo "${names[*]}"
+}
+
+serial_controls() {
+    local i socks=()
+    for ((i = 0; i < SERIAL; i++)); do
+        socks+=("$SERIAL_DIR/${LETTERS[$i]}.sock")
+    done
+    local IFS='|'
+    echo "${socks[*]}"
+}
+
+find_ccidtwin() {
+    local d
+    for d in "${CCIDTWIN_CANDIDATES[@]}"; do
+        if [ -r "$d" ]; then
+            echo "$d"
+            return
+        fi
+    done
+    die "libccidtwin.so not found (Debian package libccid); run: $0 install"
+}
+
+# The serial-reader binary to run: SSCARD_SERIAL_READER_BIN, or a fresh cargo build.
+serial_reader_source() {
+    if [ -n "${SSCARD_SERIAL_READER_BIN:-}" ]; then
+        [ -x "$SSCARD_SERIAL_READER_BIN" ] || die "SSCARD_SERIAL_READER_BIN=$SSCARD_SERIAL_READER_BIN is not executable"
+        echo "$SSCARD_SERIAL_READER_BIN"
+        return
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: set SSCARD_SERIAL_READER_BIN to a built serial-reader"
+    (cd "$REPO_DIR" && cargo build -q -p firmware-tests --bin serial-reader >&2) ||
+        die "cargo build -p firmware-tests --bin serial-reader failed"
+    echo "${CARGO_TARGET_DIR:-$REPO_DIR/target}/debug/serial-reader"
+}
+
+# PID of the live process (not a zombie) whose command line contains $1 and whose name is $2
+# (a scan of /proc with shell builtins, for when $! is not the process: setsid forks when
+# it is started as a process group leader).
+pid_with_arg() {
+    local d pid comm
+    for d in /proc/[0-9]*; do
+        comm=""
+        read -r comm 2>/dev/null <"$d/comm" || continue
+        [ "$comm" = "$2" ] || continue
+        pid="${d#/proc/}"
+        alive "$pid" || continue
+        if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$1"; then
+            echo "$pid"
+            return 0
+        fi
+    done
+}
+
+# The PID in pid file $1 if that process is alive and named $2.
+pid_from_file() {
+    local pid comm=""
+    [ -r "$1" ] || return 0
+    pid="$(tr -dc '0-9' <"$1")"
+    [ -n "$pid" ] || return 0
+    read -r comm 2>/dev/null <"/proc/$pid/comm" || return 0
+    if [ "$comm" = "$2" ] && alive "$pid"; then
+        echo "$pid"
+    fi
+}
+
+stop_serial() {
+    local i l pid
+    for ((i = 0; i < MAX_SERIAL; i++)); do
+        l="${LETTERS[$i]}"
+        for pid in $(pid_from_file "$SERIAL_DIR/reader-$l.pid" serial-reader) \
+            $(pid_from_file "$SERIAL_DIR/socat-$l.pid" socat); do
+            kill_pid "$pid"
+        done
+        rm -f "$SERIAL_DIR/reader-$l.pid" "$SERIAL_DIR/socat-$l.pid"
+    done
+    rm -f "$SERIAL_DIR"/*.sock "$SERIAL_DIR"/host-? "$SERIAL_DIR"/reader-? 2>/dev/null || true
+}
+
+wait_path() {
+    local path="$1" deadline
+    deadline=$(($(now_ms) + 5000))
+    until [ -e "$path" ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || return 1
+        sleep 0.02
+    done
+}
+
+# Every serial reader runs (socat, reader, control socket) with the current binary.
+serial_healthy() {
+    local i l
+    [ "$SERIAL" -gt 0 ] || return 0
+    [ -n "${SERIAL_SRC:-}" ] && cmp -s "$SERIAL_SRC" "$SERIAL_DIR/serial-reader" || return 1
+    for ((i = 0; i < SERIAL; i++)); do
+        l="${LETTERS[$i]}"
+        [ -n "$(pid_from_file "$SERIAL_DIR/socat-$l.pid" socat)" ] || return 1
+        [ -n "$(pid_from_file "$SERIAL_DIR/reader-$l.pid" serial-reader)" ] || return 1
+        [ -S "$SERIAL_DIR/$l.sock" ] || return 1
+    done
+}
+
+# Record the PID of a process just started in the background ($1: $!, $2: name, $3: an
+# argument only it has, $4: pid file).
+record_pid() {
+    local pid="" comm="" deadline
+    deadline=$(($(now_ms) + 3000))
+    while [ "$(now_ms)" -lt "$deadline" ]; do
+        # $! is the process once setsid has exec'd it; a scan finds it if setsid forked.
+        comm=""
+        read -r comm 2>/dev/null <"/proc/$1/comm" || true
+        if [ "$comm" = "$2" ] && alive "$1"; then
+            pid="$1"
+        else
+            pid="$(pid_with_arg "$3" "$2")"
+        fi
+        [ -z "$pid" ] || break
+        sleep 0.02
+    done
+    [ -n "$pid" ] || die "$2 ($3) exited at start"
+    echo "$pid" >"$4"
+}
+
+start_serial() {
+    local i l
+    mkdir -p "$SERIAL_DIR"
+    echo "$SERIAL" >"$SERIAL_DIR/count"
+    [ "$SERIAL" -gt 0 ] || return 0
+    command -v socat >/dev/null 2>&1 || die "socat not found; run: $0 install"
+    if ! cmp -s "$SERIAL_SRC" "$SERIAL_DIR/serial-reader"; then
+        cp "$SERIAL_SRC" "$SERIAL_DIR/serial-reader.tmp.$$"
+        mv -f "$SERIAL_DIR/serial-reader.tmp.$$" "$SERIAL_DIR/serial-reader"
+    fi
+    for ((i = 0; i < SERIAL; i++)); do
+        l="${LETTERS[$i]}"
+        setsid socat "pty,raw,echo=0,link=$SERIAL_DIR/reader-$l" "pty,raw,echo=0,link=$SERIAL_DIR/host-$l" \
+            </dev/null >"$SERIAL_DIR/socat-$l.log" 2>&1 9>&- &
+        record_pid "$!" socat "link=$SERIAL_DIR/reader-$l" "$SERIAL_DIR/socat-$l.pid"
+        wait_path "$SERIAL_DIR/reader-$l" && wait_path "$SERIAL_DIR/host-$l" ||
+            die "socat did not make the pty pair for serial reader $l (log: $SERIAL_DIR/socat-$l.log)"
+        setsid "$SERIAL_DIR/serial-reader" --port "$SERIAL_DIR/reader-$l" --control "$SERIAL_DIR/$l.sock" \
+            </dev/null >"$SERIAL_DIR/reader-$l.log" 2>&1 9>&- &
+        record_pid "$!" serial-reader "$SERIAL_DIR/reader-$l" "$SERIAL_DIR/reader-$l.pid"
+        wait_path "$SERIAL_DIR/$l.sock" ||
+            die "the simulated serial reader $l did not start (log: $SERIAL_DIR/reader-$l.log)"
+    done
 }
 
 # Write $2 to file $1 only if it differs (atomically, via a rename).
@@ -367,6 +581,9 @@ readers_listed() {
     local listed expected
     listed="$(timeout 5 pcsc_scan -r 2>/dev/null | sed -n 's/^[0-9]*: //p')" || return 1
     expected="$(slot_readers | tr '|' '\n')"
+    if [ "$SERIAL" -gt 0 ]; then
+        expected+=$'\n'"$(serial_readers | tr '|' '\n')"
+    fi
     [ "$listed" = "$expected" ]
 }
 
@@ -382,6 +599,7 @@ healthy() {
     fi
     [ -f "$CONF" ] && [ "$(cat "$CONF")" = "$(reader_conf_text)" ] || return 1
     drivers_current || return 1
+    serial_healthy || return 1
     [ -z "$(missing_ports)" ] || return 1
     readers_listed
 }
@@ -405,6 +623,10 @@ take_lock() {
 }
 
 do_start() {
+    SERIAL_SRC=""
+    if [ "$SERIAL" -gt 0 ]; then
+        SERIAL_SRC="$(serial_reader_source)"
+    fi
     if healthy; then
         echo "pcsc-env: pcscd already running (pid $(our_pid)), $((ENTRIES * 2)) slots"
         write_if_changed "$ENV_FILE" "$(env_text)"
@@ -424,6 +646,7 @@ do_start() {
     [ -z "$busy" ] || die "vpcd slot ports already in use: $busy"
 
     install_drivers
+    start_serial
     write_if_changed "$CONF" "$(reader_conf_text)"
     # The env file is left in place while pcscd restarts (tests may be reading it); it is
     # rewritten below if the slots changed.
@@ -457,7 +680,7 @@ do_start() {
             kill_pid "$pid"
             rm -f "$PID_FILE"
             log_tail
-            die "pcscd could not initialise a vpcd reader (log: $LOG_FILE)"
+            die "pcscd could not initialise a reader (log: $LOG_FILE)"
         fi
         if [ -S "$RUN_DIR/pcscd.comm" ]; then
             down="$(missing_ports)"
@@ -487,11 +710,14 @@ do_start() {
         kill_pid "$pid"
         rm -f "$PID_FILE"
         log_tail
-        die "pcscd does not list the expected readers ($(slot_readers))"
+        die "pcscd does not list the expected readers ($(slot_readers)${SERIAL:+|$(serial_readers)})"
     fi
 
     write_if_changed "$ENV_FILE" "$(env_text)"
     echo "pcsc-env: pcscd running (pid $pid), $((ENTRIES * 2)) slots on ports $(slot_ports)"
+    if [ "$SERIAL" -gt 0 ]; then
+        echo "pcsc-env: $SERIAL simulated serial reader(s) with libccidtwin: $(serial_readers)"
+    fi
 }
 
 do_stop() {
@@ -508,7 +734,7 @@ do_stop() {
 # The entry count pcscd runs with now (from our reader.conf), for status.
 current_entries() {
     local n
-    n="$(grep -c '^FRIENDLYNAME' "$CONF" 2>/dev/null || true)"
+    n="$(grep -c '^FRIENDLYNAME "SSCard Virtual' "$CONF" 2>/dev/null || true)"
     if [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "$MAX_ENTRIES" ]; then
         echo "$n"
     fi

@@ -1,0 +1,97 @@
+//! The independent check: pcscd with its own serial CCID driver (libccidtwin), configured
+//! through its own reader.conf by `scripts/pcsc-env.sh start --serial 2`, drives the simulated
+//! GemPC Twin reader; reader-driver's PC/SC backend talks to pcscd. The same checks as
+//! `serial_backend.rs` run through this path.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use card_core::CardSession;
+use firmware_tests::serial_reader::checks::{self, Expected};
+use firmware_tests::serial_reader::control::ControlClient;
+use firmware_tests::serial_reader::pcscd::{self, SerialLease};
+use reader_driver::{ActiveProtocol, EventWatcher, PcscContext, ProtocolChoice, ReaderEvent};
+
+fn wait_present(reader: &str, want: bool) {
+    let mut w = EventWatcher::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        w.next_events(Duration::from_millis(200));
+        if w.card_present(reader) == want {
+            return;
+        }
+    }
+    panic!(
+        "card in {reader} never became {}",
+        if want { "present" } else { "absent" }
+    );
+}
+
+/// A leased pcscd serial reader with a fresh `card` inserted and seen by pcscd.
+fn with_card(card: &str) -> (SerialLease, ControlClient) {
+    let lease = pcscd::lease().unwrap_or_else(|e| panic!("{e}"));
+    let mut control = lease.control().unwrap();
+    control.cmd("clear-faults").unwrap();
+    control.cmd("baud 0").unwrap();
+    control.cmd("remove").unwrap();
+    wait_present(&lease.reader, false);
+    control.cmd(&format!("insert {card}")).unwrap();
+    wait_present(&lease.reader, true);
+    (lease, control)
+}
+
+fn run(card: &str, protocol: ProtocolChoice, want: ActiveProtocol) {
+    let (lease, mut control) = with_card(card);
+    let mut ctx = PcscContext::new().unwrap();
+    let c = ctx.connect(&lease.reader, protocol).unwrap();
+    assert_eq!(c.active_protocol(), want);
+    let mut s = CardSession::new(c);
+    let report = checks::run_all(&mut s, &Expected::fixture(card).unwrap())
+        .unwrap_or_else(|e| panic!("pcscd+libccidtwin {card} {protocol:?}: {e}"));
+    assert_eq!(report.passed, ["status words", "identity", "pin"]);
+    drop(s);
+    assert_eq!(control.cmd("tries").unwrap(), "0");
+    control.cmd("remove").unwrap();
+}
+
+#[test]
+fn libccidtwin_passes_the_checks_with_t0() {
+    run("zhangsan", ProtocolChoice::T0, ActiveProtocol::T0);
+}
+
+#[test]
+fn libccidtwin_passes_the_checks_with_t1() {
+    run("zhangsan", ProtocolChoice::T1, ActiveProtocol::T1);
+}
+
+#[test]
+fn libccidtwin_passes_the_checks_on_the_t0_only_card() {
+    run("wangfang-t0", ProtocolChoice::Any, ActiveProtocol::T0);
+}
+
+#[test]
+fn libccidtwin_reports_insert_and_remove() {
+    let (lease, mut control) = with_card("lisi");
+    let mut w = EventWatcher::new();
+    let first = w.next_events(Duration::from_millis(200));
+    assert!(
+        first.contains(&ReaderEvent::ReaderAdded {
+            reader: lease.reader.clone()
+        }),
+        "{first:?}"
+    );
+    assert!(w.card_present(&lease.reader));
+    control.cmd("remove").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && w.card_present(&lease.reader) {
+        seen.extend(w.next_events(Duration::from_millis(300)));
+    }
+    assert!(
+        seen.contains(&ReaderEvent::CardRemoved {
+            reader: lease.reader.clone()
+        }),
+        "{seen:?}"
+    );
+}
