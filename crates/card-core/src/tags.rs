@@ -83,6 +83,18 @@ static EMV: &[TagInfo] = &[
     t(0x6f, "FCI Template", "文件控制信息模板", Template),
     t(0x70, "Record Template", "记录模板", Template),
     t(
+        0x71,
+        "Issuer Script Template 1",
+        "发卡行脚本模板1",
+        Template,
+    ),
+    t(
+        0x72,
+        "Issuer Script Template 2",
+        "发卡行脚本模板2",
+        Template,
+    ),
+    t(
         0x77,
         "Response Message Template Format 2",
         "响应报文模板格式2",
@@ -102,6 +114,7 @@ static EMV: &[TagInfo] = &[
     ),
     t(0x83, "Command Template", "命令模板", Binary),
     t(0x84, "Dedicated File Name", "专用文件名称", Binary),
+    t(0x86, "Issuer Script Command", "发卡行脚本命令", Binary),
     t(
         0x87,
         "Application Priority Indicator",
@@ -175,9 +188,16 @@ static EMV: &[TagInfo] = &[
         Numeric,
     ),
     t(0x5f50, "Issuer URL", "发卡行URL", AlphanumericSpecial),
+    t(0x5f57, "Account Type", "账户类型", Numeric),
     t(0x9f01, "Acquirer Identifier", "收单行标识", Numeric),
     t(0x9f02, "Amount, Authorised", "授权金额", Numeric),
     t(0x9f03, "Amount, Other", "其它金额", Numeric),
+    t(
+        0x9f06,
+        "Application Identifier (terminal)",
+        "应用标识（终端）",
+        Binary,
+    ),
     t(0x9f07, "Application Usage Control", "应用用途控制", Binary),
     t(
         0x9f08,
@@ -234,8 +254,24 @@ static EMV: &[TagInfo] = &[
         "连续脱机交易下限",
         Binary,
     ),
+    t(0x9f15, "Merchant Category Code", "商户分类码", Numeric),
+    t(
+        0x9f16,
+        "Merchant Identifier",
+        "商户标识",
+        AlphanumericSpecial,
+    ),
     t(0x9f17, "PIN Try Counter", "PIN尝试计数器", Binary),
+    t(0x9f18, "Issuer Script Identifier", "发卡行脚本标识", Binary),
     t(0x9f1a, "Terminal Country Code", "终端国家代码", Numeric),
+    t(0x9f1b, "Terminal Floor Limit", "终端最低限额", Binary),
+    t(0x9f1c, "Terminal Identification", "终端标识", Alphanumeric),
+    t(
+        0x9f1e,
+        "Interface Device Serial Number",
+        "接口设备序列号",
+        Alphanumeric,
+    ),
     t(
         0x9f1f,
         "Track 1 Discretionary Data",
@@ -243,6 +279,12 @@ static EMV: &[TagInfo] = &[
         AlphanumericSpecial,
     ),
     t(0x9f21, "Transaction Time", "交易时间", Numeric),
+    t(
+        0x9f22,
+        "CA Public Key Index (terminal)",
+        "认证中心公钥索引（终端）",
+        Binary,
+    ),
     t(
         0x9f23,
         "Upper Consecutive Offline Limit",
@@ -273,6 +315,19 @@ static EMV: &[TagInfo] = &[
     ),
     t(0x9f37, "Unpredictable Number", "不可预知数", Binary),
     t(0x9f38, "PDOL", "处理选项数据对象列表", Dol),
+    t(0x9f39, "POS Entry Mode", "销售点输入方式", Numeric),
+    t(
+        0x9f40,
+        "Additional Terminal Capabilities",
+        "附加终端性能",
+        Binary,
+    ),
+    t(
+        0x9f41,
+        "Transaction Sequence Counter",
+        "交易序列计数器",
+        Numeric,
+    ),
     t(0x9f42, "Application Currency Code", "应用货币代码", Numeric),
     t(
         0x9f44,

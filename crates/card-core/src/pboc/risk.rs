@@ -281,6 +281,67 @@ mod tests {
         assert!(!randomly_selected(rs, floor, Amount::new(150).unwrap(), 1));
     }
 
+    fn card_with_limits() -> CardData {
+        use crate::pboc::records::Mandatory;
+        let mut s = crate::pboc::store::DataStore::new();
+        s.set(0x5a, [0x62, 0x28, 0x48, 0x04, 0x02, 0x56, 0x48, 0x90]);
+        s.set(0x5f24, [0x30, 0x12, 0x31]);
+        s.set(0x9f14, [2]);
+        s.set(0x9f23, [5]);
+        CardData::from_store(&s, Mandatory::Qpboc).unwrap()
+    }
+
+    fn trm(script: &str, amount: u64) -> Tvr {
+        let mut s = CardSession::new(crate::transcript::ReplayChannel::parse(script).unwrap());
+        let mut tvr = Tvr::default();
+        let params = TransactionParams::purchase(
+            Amount::new(amount).unwrap(),
+            Date::new(2026, 11, 28).unwrap(),
+            super::super::data::Time::new(12, 0, 0).unwrap(),
+            [0; 4],
+        );
+        let mut terminal = TerminalConfig::kiosk();
+        terminal.floor_limit = Amount::new(1000).unwrap();
+        terminal_risk_management(
+            &mut s,
+            &card_with_limits(),
+            &terminal,
+            &params,
+            &NoHotList,
+            false,
+            &mut tvr,
+        )
+        .unwrap();
+        s.channel().assert_finished().unwrap();
+        tvr
+    }
+
+    #[test]
+    fn velocity_checking_and_new_card() {
+        // ATC 9, last online 6: 3 offline transactions, above the lower limit 2 only.
+        let tvr = trm(
+            "> 80CA9F3600\n< 9F36020009 9000\n> 80CA9F1300\n< 9F13020006 9000\n",
+            500,
+        );
+        assert!(tvr.contains(TvrBit::LowerOfflineLimitExceeded));
+        assert!(!tvr.contains(TvrBit::UpperOfflineLimitExceeded));
+        assert!(!tvr.contains(TvrBit::FloorLimitExceeded));
+        // Last online ATC 0: a new card, and 9 > 5.
+        let tvr = trm(
+            "> 80CA9F3600\n< 9F36020009 9000\n> 80CA9F1300\n< 9F13020000 9000\n",
+            1000,
+        );
+        assert!(tvr.contains(TvrBit::NewCard));
+        assert!(tvr.contains(TvrBit::UpperOfflineLimitExceeded));
+        assert!(tvr.contains(TvrBit::FloorLimitExceeded));
+        // The counters cannot be read: both limits and ICC data missing (§7.8.8).
+        let tvr = trm("> 80CA9F3600\n< 6A88\n> 80CA9F1300\n< 6A88\n", 500);
+        assert!(tvr.contains(TvrBit::LowerOfflineLimitExceeded));
+        assert!(tvr.contains(TvrBit::UpperOfflineLimitExceeded));
+        assert!(tvr.contains(TvrBit::IccDataMissing));
+        assert!(!tvr.contains(TvrBit::NewCard));
+    }
+
     #[test]
     fn ec_indicator_rules() {
         let t = TerminalConfig::kiosk();
