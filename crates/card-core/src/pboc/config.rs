@@ -178,6 +178,42 @@ pub struct TransactionParams {
 }
 
 impl TransactionParams {
+    /// The terminal data every flow can give a DOL (JR/T 0025.6 §8.2 表40): amounts, country,
+    /// currency, date, time, type, unpredictable number, terminal type and capabilities,
+    /// merchant name, the EC indicator `9F7A` (JR/T 0025.13 §7.4.2) and limit `9F7B`, `DF69`
+    /// (JR/T 0025.17 §10.3.3), the TTQ `9F66`, and a zero TVR; then the flow adds its own.
+    pub fn terminal_data(&self, t: &TerminalConfig) -> DataStore {
+        let mut d = t.extra.clone();
+        d.set(0x9f02, self.amount.to_bcd());
+        d.set(0x9f03, self.amount_other.to_bcd());
+        d.set(0x9f1a, t.country);
+        d.set(0x5f2a, t.currency);
+        d.set(0x5f36, [t.currency_exponent]);
+        d.set(0x95, [0; 5]);
+        d.set(0x9a, self.date.to_bcd());
+        d.set(0x9f21, self.time.to_bcd());
+        d.set(0x9c, [self.transaction_type]);
+        d.set(0x9f37, self.unpredictable_number);
+        d.set(0x9f35, [t.terminal_type]);
+        d.set(0x9f33, t.capabilities.to_bytes());
+        d.set(0x9f40, t.additional_capabilities);
+        d.set(0x9f09, t.app_version);
+        d.set(
+            0x9f1b,
+            u32::try_from(t.floor_limit.minor_units())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        d.set(0x9f4e, t.merchant_name.clone());
+        d.set(0x9f66, t.ttq.to_bytes());
+        d.set(0x9f7a, [super::risk::ec_indicator(t, self)]);
+        d.set(0xdf69, [u8::from(t.sm_supported)]);
+        if let Some(limit) = t.ec_terminal_limit {
+            d.set(0x9f7b, limit.to_bcd());
+        }
+        d
+    }
+
     /// A purchase of `amount` on `date` at `time` with unpredictable number `un`.
     pub fn purchase(amount: Amount, date: Date, time: Time, un: [u8; 4]) -> Self {
         Self {

@@ -216,40 +216,14 @@ impl<'a> ContactTransaction<'a> {
 
     /// The terminal's data for the DOLs (JR/T 0025.6 §8.2 表40) as of now.
     pub fn terminal_data(&self) -> DataStore {
-        let t = self.terminal;
-        let p = &self.params;
-        let mut d = t.extra.clone();
-        d.set(0x9f02, p.amount.to_bcd());
-        d.set(0x9f03, p.amount_other.to_bcd());
-        d.set(0x9f1a, t.country);
-        d.set(0x5f2a, t.currency);
-        d.set(0x5f36, [t.currency_exponent]);
+        let mut d = self.params.terminal_data(self.terminal);
         d.set(0x95, self.tvr.to_bytes());
         d.set(0x9b, self.tsi.to_bytes());
-        d.set(0x9a, p.date.to_bcd());
-        d.set(0x9f21, p.time.to_bcd());
-        d.set(0x9c, [p.transaction_type]);
-        d.set(0x9f37, p.unpredictable_number);
-        d.set(0x9f35, [t.terminal_type]);
-        d.set(0x9f33, t.capabilities.to_bytes());
-        d.set(0x9f40, t.additional_capabilities);
-        d.set(0x9f09, t.app_version);
-        d.set(
-            0x9f1b,
-            u32::try_from(t.floor_limit.minor_units())
-                .unwrap_or(u32::MAX)
-                .to_be_bytes(),
-        );
-        d.set(0x9f4e, t.merchant_name.clone());
         // The TTQ is a contactless reader's (JR/T 0025.12 §6.4.4); over contacts the card must
         // not see qPBOC asked for (docs/pboc-profile.md "interface"), so 9F66 is zeros.
         d.set(0x9f66, [0; 4]);
         d.set(0x9f7a, [self.ec_indicator]);
-        d.set(0xdf69, [u8::from(t.sm_supported)]);
         d.set(0x9f34, self.cvm.results.0);
-        if let Some(limit) = t.ec_terminal_limit {
-            d.set(0x9f7b, limit.to_bcd());
-        }
         if let Some(arc) = self.arc {
             d.set(0x8a, arc);
         }
@@ -946,18 +920,11 @@ impl<'a> ContactTransaction<'a> {
     pub fn record(&self, abort: Option<PbocError>) -> TransactionRecord {
         let card = self.card.as_ref();
         let final_ac = self.final_ac.as_ref();
-        let outcome = match (abort, &self.outcome) {
-            (Some(e), _) => Outcome::Aborted(e),
-            (None, Some(o)) => o.clone(),
-            (None, None) => Outcome::Aborted(PbocError::OutOfOrder { step: "record" }),
-        };
+        let outcome = Outcome::resolve(abort, self.outcome.as_ref());
         TransactionRecord {
             interface: Interface::Contact,
             aid: self.app.as_ref().map(|a| a.aid.clone()).unwrap_or_default(),
-            label: self
-                .app
-                .as_ref()
-                .and_then(|a| a.fci.preferred_name.clone().or(a.fci.label.clone())),
+            label: self.app.as_ref().and_then(SelectedApplication::label),
             pan: card.map(|c| c.pan.clone()),
             psn: card.and_then(|c| c.psn),
             amount: self.params.amount,

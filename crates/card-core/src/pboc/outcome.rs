@@ -25,6 +25,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a record: the error if the flow stopped, else the outcome reached.
+    pub fn resolve(abort: Option<PbocError>, reached: Option<&Outcome>) -> Self {
+        match (abort, reached) {
+            (Some(e), _) => Self::Aborted(e),
+            (None, Some(o)) => o.clone(),
+            (None, None) => Self::Aborted(PbocError::OutOfOrder { step: "record" }),
+        }
+    }
+
     /// Approved, offline or online.
     pub fn is_approved(&self) -> bool {
         matches!(self, Self::ApprovedOffline | Self::ApprovedOnline)

@@ -122,28 +122,7 @@ impl<'a> QpbocTransaction<'a> {
 
     /// The terminal's data for the PDOL.
     pub fn terminal_data(&self) -> DataStore {
-        let t = self.terminal;
-        let p = &self.params;
-        let mut d = t.extra.clone();
-        d.set(0x9f66, t.ttq.to_bytes());
-        d.set(0x9f02, p.amount.to_bcd());
-        d.set(0x9f03, p.amount_other.to_bcd());
-        d.set(0x9f1a, t.country);
-        d.set(0x95, [0; 5]);
-        d.set(0x5f2a, t.currency);
-        d.set(0x9a, p.date.to_bcd());
-        d.set(0x9f21, p.time.to_bcd());
-        d.set(0x9c, [p.transaction_type]);
-        d.set(0x9f37, p.unpredictable_number);
-        d.set(0x9f35, [t.terminal_type]);
-        d.set(0x9f33, t.capabilities.to_bytes());
-        d.set(0x9f4e, t.merchant_name.clone());
-        d.set(0x9f7a, [risk::ec_indicator(t, p)]);
-        d.set(0xdf69, [u8::from(t.sm_supported)]);
-        if let Some(limit) = t.ec_terminal_limit {
-            d.set(0x9f7b, limit.to_bcd());
-        }
-        d
+        self.params.terminal_data(self.terminal)
     }
 
     /// PPSE selection and the final SELECT (JR/T 0025.12 §6.4.1); the PDOL must ask for `9F66`
@@ -423,18 +402,11 @@ impl<'a> QpbocTransaction<'a> {
                     .or_else(|| po.and_then(|p| p.get(0x9f5d)).and_then(Amount::from_bcd))
             })
             .flatten();
-        let outcome = match (abort, &self.outcome) {
-            (Some(e), _) => Outcome::Aborted(e),
-            (None, Some(o)) => o.clone(),
-            (None, None) => Outcome::Aborted(PbocError::OutOfOrder { step: "record" }),
-        };
+        let outcome = Outcome::resolve(abort, self.outcome.as_ref());
         TransactionRecord {
             interface: Interface::Contactless,
             aid: self.app.as_ref().map(|a| a.aid.clone()).unwrap_or_default(),
-            label: self
-                .app
-                .as_ref()
-                .and_then(|a| a.fci.preferred_name.clone().or(a.fci.label.clone())),
+            label: self.app.as_ref().and_then(SelectedApplication::label),
             pan: card.as_ref().map(|c| c.pan.clone()),
             psn: card.as_ref().and_then(|c| c.psn),
             amount: self.params.amount,

@@ -180,6 +180,14 @@ impl SelectedApplication {
     pub fn rid(&self) -> Option<[u8; 5]> {
         self.aid.first_chunk::<5>().copied()
     }
+
+    /// The name to show: the preferred name, else the label.
+    pub fn label(&self) -> Option<String> {
+        self.fci
+            .preferred_name
+            .clone()
+            .or_else(|| self.fci.label.clone())
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
