@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's main command. Until the kiosk lands it reads the demo card through the real
-# PC/SC stack: pcscd with a virtual reader, the software card "张三" in it, and `cardctl read`.
+# The PC/SC demo for technicians: pcscd with a virtual reader, the software card "张三" in it,
+# and `cardctl` listing readers, reading the ATR and the masked identity through the real stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

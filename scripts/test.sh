@@ -11,6 +11,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 scripts/pcsc-env.sh install
+scripts/gui-env.sh install      # Xvfb, Mesa, xdotool: the kiosk's snapshot and window tests
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    XDG_RUNTIME_DIR="$(scripts/gui-env.sh runtime-dir)"
+    export XDG_RUNTIME_DIR
+fi
 scripts/pcsc-env.sh start
 # shellcheck disable=SC1091
 source "${SSCARD_PCSC_DIR:-/tmp/sscard-pcsc}/env"

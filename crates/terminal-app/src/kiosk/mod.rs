@@ -201,7 +201,7 @@ pub struct KioskApp {
     last_input: Instant,
     status: Option<Box<dyn Fn() -> (bool, u64) + Send>>,
     screen_log: Option<std::fs::File>,
-    logged: Option<&'static str>,
+    logged: Option<(&'static str, Vec<(String, egui::Pos2)>)>,
 }
 
 impl std::fmt::Debug for KioskApp {
@@ -236,8 +236,11 @@ impl KioskApp {
         }
     }
 
-    /// Append the name of each screen shown to `file` (no personal data: names like `Pin`,
-    /// `Home`), so a test driving a real window can follow the journey.
+    /// Append each screen shown to `file`, so a test driving a real window can follow the
+    /// journey and find its buttons: a line `screen NAME` (names like `Pin`, `Home`), one line
+    /// `target X Y LABEL` per button (centre in physical pixels, label as shown: button labels
+    /// only, never personal data), then `end`. A block is written whenever the screen or its
+    /// buttons change.
     pub fn with_screen_log(mut self, file: std::fs::File) -> Self {
         self.screen_log = Some(file);
         self
@@ -337,14 +340,42 @@ impl KioskApp {
             // Wake up again to check the timeout without input.
             ctx.request_repaint_after(Duration::from_millis(500));
         }
-        let name = self.state.screen.name();
-        if self.logged != Some(name)
-            && let Some(f) = self.screen_log.as_mut()
-        {
-            use std::io::Write;
-            let _ = writeln!(f, "{name}");
-            self.logged = Some(name);
+        if self.screen_log.is_some() {
+            screens::clear_targets(ctx);
         }
+    }
+
+    /// Write the screen log block for the frame just drawn, if anything changed.
+    fn log_screen(&mut self, ctx: &egui::Context, name: &'static str) {
+        if self.state.screen.name() != name {
+            // A button switched screens while this one was drawn: log the new one next frame.
+            ctx.request_repaint();
+        }
+        let Some(f) = self.screen_log.as_mut() else {
+            return;
+        };
+        let targets = screens::targets(ctx).0;
+        if self
+            .logged
+            .as_ref()
+            .is_some_and(|(n, t)| *n == name && *t == targets)
+        {
+            return;
+        }
+        use std::io::Write;
+        let ppp = ctx.pixels_per_point();
+        let mut block = format!("screen {name}\n");
+        for (label, p) in &targets {
+            block.push_str(&format!(
+                "target {} {} {label}\n",
+                (p.x * ppp).round(),
+                (p.y * ppp).round()
+            ));
+        }
+        block.push_str("end\n");
+        let _ = f.write_all(block.as_bytes());
+        let _ = f.flush();
+        self.logged = Some((name, targets));
     }
 }
 
@@ -354,7 +385,10 @@ impl eframe::App for KioskApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let drawn = self.state.screen.name();
         screens::draw(self, ui);
+        let ctx = ui.ctx().clone();
+        self.log_screen(&ctx, drawn);
     }
 }
 

@@ -35,17 +35,48 @@ pub(super) fn style(ctx: &egui::Context) {
     });
 }
 
+/// Where the buttons of this frame are, by label, for the screen log (see
+/// [`KioskApp::with_screen_log`]): a test driving the real window clicks them there.
+#[derive(Clone, Default)]
+pub(super) struct Targets(pub Vec<(String, egui::Pos2)>);
+
+fn targets_id() -> egui::Id {
+    egui::Id::unique("kiosk-targets")
+}
+
+/// Forget the previous frame's buttons.
+pub(super) fn clear_targets(ctx: &egui::Context) {
+    ctx.data_mut(|d| d.insert_temp(targets_id(), Targets::default()));
+}
+
+/// The buttons drawn this frame.
+pub(super) fn targets(ctx: &egui::Context) -> Targets {
+    ctx.data(|d| d.get_temp::<Targets>(targets_id()))
+        .unwrap_or_default()
+}
+
+/// A button's click, remembering where it is under its label.
+fn clicked(ui: &Ui, label: &str, response: &egui::Response) -> bool {
+    let centre = response.rect.center();
+    ui.ctx().data_mut(|d| {
+        d.get_temp_mut_or_default::<Targets>(targets_id())
+            .0
+            .push((label.to_string(), centre))
+    });
+    response.clicked()
+}
+
 fn big_button(ui: &mut Ui, text: &str) -> bool {
-    ui.add_sized(BUTTON, egui::Button::new(RichText::new(text).size(30.0)))
-        .clicked()
+    let r = ui.add_sized(BUTTON, egui::Button::new(RichText::new(text).size(30.0)));
+    clicked(ui, text, &r)
 }
 
 fn primary_button(ui: &mut Ui, text: &str) -> bool {
-    ui.add_sized(
+    let r = ui.add_sized(
         BUTTON,
         egui::Button::new(RichText::new(text).size(30.0).color(Color32::WHITE)).fill(ACCENT),
-    )
-    .clicked()
+    );
+    clicked(ui, text, &r)
 }
 
 /// The whole frame: status bar, demo panel, the current screen.
@@ -103,7 +134,8 @@ fn status_bar(app: &mut KioskApp, ui: &mut Ui) {
                     Lang::Zh => "English",
                     Lang::En => "中文",
                 };
-                if ui.button(other).clicked() {
+                let r = ui.button(other);
+                if clicked(ui, other, &r) {
                     app.state.lang = match lang {
                         Lang::Zh => Lang::En,
                         Lang::En => Lang::Zh,
@@ -134,25 +166,21 @@ fn demo_panel(app: &mut KioskApp, ui: &mut Ui) {
             };
             let is_in = inserted.as_deref() == Some(card.name);
             let text = RichText::new(label).size(20.0);
-            if ui
-                .add_sized(
-                    Vec2::new(330.0, 56.0),
-                    egui::Button::selectable(is_in, text),
-                )
-                .clicked()
-                && !is_in
-            {
+            let r = ui.add_sized(
+                Vec2::new(330.0, 56.0),
+                egui::Button::selectable(is_in, text),
+            );
+            if clicked(ui, label, &r) && !is_in {
                 slot.insert(card.name, card.card.clone());
             }
         }
         ui.add_space(12.0);
-        if ui
-            .add_sized(
-                Vec2::new(330.0, 56.0),
-                egui::Button::new(RichText::new(lang.t("取出卡片", "Remove card")).size(22.0)),
-            )
-            .clicked()
-        {
+        let remove = lang.t("取出卡片", "Remove card");
+        let r = ui.add_sized(
+            Vec2::new(330.0, 56.0),
+            egui::Button::new(RichText::new(remove).size(22.0)),
+        );
+        if clicked(ui, remove, &r) {
             slot.remove();
         }
     });
@@ -278,7 +306,8 @@ fn keypad(ui: &mut Ui, lang: Lang) -> Vec<Key> {
                             (_, _, d) => (d, d.chars().next().map(Key::Digit)),
                         };
                         let button = egui::Button::new(RichText::new(text).size(40.0));
-                        if ui.add_sized(KEY, button).clicked() {
+                        let r = ui.add_sized(KEY, button);
+                        if clicked(ui, text, &r) {
                             pressed.extend(key);
                         }
                     }
