@@ -95,3 +95,42 @@ fn libccidtwin_reports_insert_and_remove() {
         "{seen:?}"
     );
 }
+
+/// What libccidtwin does with line faults, measured (docs/serial-readers.md). A slow card
+/// announced with time requests is waited for; but libccidtwin only logs a checksum mismatch
+/// ("Wrong LRC") and passes the frame on, so with T=0 a flipped data bit reaches the
+/// application as a good answer, where reader-driver's serial backend sends NAK and gets the
+/// frame again (`line_faults_are_retried_with_t0`). With T=1 the block's own checksum catches
+/// it and libccid's T=1 layer asks for the block again.
+#[test]
+fn libccidtwin_under_line_faults() {
+    use card_core::apdu::Command;
+    let (lease, mut control) = with_card("zhangsan");
+    let mut ctx = PcscContext::new().unwrap();
+    let mut s = CardSession::new(ctx.connect(&lease.reader, ProtocolChoice::T0).unwrap());
+    // EF.GDO (SFI 2): 5A 08 and the serial number; READ BINARY case 2, one exchange in T=0.
+    let read = Command::new(0x00, 0xb0, 0x82, 0x00).with_ne(10);
+    let good = s.send(&read).unwrap();
+    assert_eq!(good.data().get(..2), Some(&[0x5a, 0x08][..]));
+    // Time requests: waited for.
+    control.cmd("fault delay 500").unwrap();
+    assert_eq!(s.send(&read).unwrap(), good);
+    // A flipped bit in the data of the response frame.
+    control.cmd("fault flip-response 96").unwrap();
+    let garbled = s.send(&read).unwrap();
+    assert_ne!(
+        garbled.data(),
+        good.data(),
+        "libccidtwin now rejects a bad LRC: update docs/serial-readers.md"
+    );
+    assert!(garbled.is_success());
+    drop(s);
+    // T=1: the T=1 block checksum saves it.
+    let mut pc = ctx.connect(&lease.reader, ProtocolChoice::T0).unwrap();
+    pc.reconnect_with(ProtocolChoice::T1, true).unwrap();
+    let mut s = CardSession::new(pc);
+    control.cmd("fault flip-response 120").unwrap();
+    assert_eq!(s.send(&read).unwrap(), good);
+    drop(s);
+    control.cmd("remove").unwrap();
+}
