@@ -105,19 +105,20 @@ fn qpboc(profile: Profile, amount: u64) -> (TransactionRecord, RefCard, TestIssu
     qpboc_with(profile, &terminal(false), amount, &NoHotList)
 }
 
-/// Recompute the cryptogram as an issuer host would from the record.
-fn cryptogram_checks(rec: &TransactionRecord, algo: Algo, data: &[u8]) -> bool {
+/// Recompute the cryptogram as an issuer host would from the record's cryptogram input.
+fn cryptogram_checks(rec: &TransactionRecord, algo: Algo) -> bool {
     use card_core::crypto::kdf;
     let (imk_ac, _) = imk(algo);
     let pan = rec.pan.as_ref().unwrap().reveal().to_string();
     let psn = rec.psn.map(|p| format!("{p:02X}"));
     let mk = kdf::derive_card_key(&imk_ac, &pan, psn.as_deref()).unwrap();
     let sk = kdf::derive_session_key(&mk, rec.atc.unwrap());
-    let mut input = data.to_vec();
-    input.extend_from_slice(&rec.aip.unwrap().to_bytes());
-    input.extend_from_slice(&rec.atc.unwrap().to_be_bytes());
-    input.extend_from_slice(&rec.iad[3..7]);
-    kdf::application_cryptogram(&sk, &input, Default::default()) == rec.cryptogram.unwrap()
+    let input = rec
+        .cryptogram_input()
+        .expect("a version 01 cryptogram input");
+    assert_eq!(input.len(), 37, "表E.1: 29 + AIP + ATC + CVR");
+    kdf::application_cryptogram(&sk, input.as_bytes(), Default::default())
+        == rec.cryptogram.unwrap()
 }
 
 #[test]
@@ -144,7 +145,21 @@ fn contact_ec_purchase_sm_dda() {
     }
     assert_eq!(rec.cvm_results.0, [0x1f, 0x00, 0x02]);
     assert_eq!(rec.cryptogram_data.len(), 52, "CDOL1 data");
-    assert!(cryptogram_checks(rec, Algo::Sm, &rec.cryptogram_data));
+    assert!(cryptogram_checks(rec, Algo::Sm));
+    // The input: the 表E.1 elements of CDOL1 (not time or merchant), AIP, ATC, CVR.
+    let input = rec.cryptogram_input().unwrap();
+    assert_eq!(input.as_bytes()[..29], rec.cryptogram_data[..29]);
+    assert_eq!(input.as_bytes()[29..31], rec.aip.unwrap().to_bytes());
+    assert_eq!(input.as_bytes()[31..33], 0x11u16.to_be_bytes());
+    assert_eq!(input.as_bytes()[33..], rec.iad[3..7]);
+    assert_eq!(
+        rec.cryptogram_source,
+        Some(card_core::pboc::CryptogramSource::FirstGenerateAc)
+    );
+    assert!(
+        !format!("{input:?}").contains("1234"),
+        "Debug shows no data"
+    );
     assert!(rec.debit_attempted);
     // The write-ahead intent came before, with the ATC and balance of before.
     let intent = &r.journal.0[0];
@@ -168,7 +183,7 @@ fn contact_ec_purchase_rsa_dda() {
     assert_eq!(r.rec.oda, Some(OdaMethod::Dda));
     assert_eq!(r.rec.tvr.to_bytes(), [0; 5]);
     assert_eq!(r.rec.ec_balance_after, Amount::new(48_500));
-    assert!(cryptogram_checks(&r.rec, Algo::Rsa, &r.rec.cryptogram_data));
+    assert!(cryptogram_checks(&r.rec, Algo::Rsa));
 }
 
 #[test]
@@ -192,7 +207,7 @@ fn contact_cda_sm_and_rsa() {
         assert_eq!(r.rec.oda, Some(OdaMethod::Cda));
         assert!(!r.rec.tvr.contains(TvrBit::CdaFailed));
         // The cryptogram came out of the signature and still checks.
-        assert!(cryptogram_checks(&r.rec, algo, &r.rec.cryptogram_data));
+        assert!(cryptogram_checks(&r.rec, algo));
         assert!(
             r.card.seen.iter().any(|c| c[..3] == [0x80, 0xae, 0x50]),
             "TC with CDA"
@@ -542,7 +557,12 @@ fn qpboc_fdda_sm_and_rsa() {
         assert_eq!(rec.oda, Some(OdaMethod::Fdda));
         assert_eq!(rec.ec_balance_after, Amount::new(48_500));
         assert_eq!(card.balance, 48_500);
-        assert!(cryptogram_checks(&rec, algo, &rec.pdol_data));
+        assert!(cryptogram_checks(&rec, algo));
+        assert_eq!(
+            rec.cryptogram_input().unwrap().as_bytes()[..29],
+            rec.pdol_data[4..33],
+            "JR/T 0025.12 表10: the PDOL data without the TTQ"
+        );
         // fDDA version 01: the last record carries 9F69.
         assert!(card.seen.iter().any(|c| c[..4] == [0x00, 0xb2, 0x02, 0x1c]));
     }
@@ -593,6 +613,10 @@ fn qpboc_online_arqc() {
     assert_eq!(rec.outcome, Outcome::ApprovedOnline);
     assert_eq!(issuer.arqc_valid, [true]);
     assert!(rec.arqc.is_some());
+    assert!(
+        cryptogram_checks(&rec, Algo::Sm),
+        "the ARQC from the record"
+    );
 }
 
 #[test]
@@ -610,6 +634,8 @@ fn online_paths() {
     );
     assert_eq!(r.rec.outcome, Outcome::DeclinedOnline);
     assert_eq!(r.rec.cid.unwrap().ac_type(), Some(AcType::Aac));
+    assert_eq!(r.issuer.arqc_valid, [true]);
+    assert!(cryptogram_checks(&r.rec, Algo::Sm), "the second AAC");
     // Issuer unreachable: default action codes; the card's IAC-default has floor limit.
     let mut issuer = TestIssuer::new(Algo::Sm);
     issuer.unreachable = true;
@@ -671,6 +697,18 @@ fn ec_load_with_issuer_script() {
     assert_eq!(r.rec.outcome, Outcome::ApprovedOnline);
     assert_eq!(r.rec.transaction_type, 0x60);
     assert!(r.rec.tvr.contains(TvrBit::MerchantForcedOnline));
+    // The second GENERATE AC's TC: TVR and unpredictable number from CDOL2.
+    assert_eq!(r.issuer.arqc_valid, [true]);
+    assert_eq!(
+        r.rec.cryptogram_source,
+        Some(card_core::pboc::CryptogramSource::SecondGenerateAc)
+    );
+    assert!(cryptogram_checks(&r.rec, Algo::Sm), "the second TC");
+    assert_eq!(
+        r.rec.cryptogram_input().unwrap().as_bytes()[14..19],
+        r.rec.cdol2_data[12..17],
+        "TVR of CDOL2"
+    );
     assert_eq!(r.rec.script_results, [[0x20, 0, 0, 0, 1]]);
     assert!(r.rec.tsi.contains(TsiBit::ScriptProcessingPerformed));
     assert_eq!(r.rec.ec_balance_after, Amount::new(100_000));

@@ -33,6 +33,7 @@ use super::action::{
 };
 use super::bits::{AcType, Aip, AipBit, Tsi, TsiBit, Tvr, TvrBit};
 use super::config::{TerminalConfig, TransactionParams, transaction_type};
+use super::cryptogram::{self, CryptogramSource, DolData};
 use super::cvm::{self, CvmContext, CvmOutcome, PinPad};
 use super::data::Amount;
 use super::gpo::{ProcessingOptions, gpo_command, parse_gpo_response};
@@ -115,6 +116,7 @@ pub struct ContactTransaction<'a> {
     first_ac: Option<GenerateAcResponse>,
     final_ac: Option<GenerateAcResponse>,
     final_cryptogram: Option<[u8; 8]>,
+    cryptogram_source: Option<CryptogramSource>,
     arqc: Option<[u8; 8]>,
     arc: Option<[u8; 2]>,
     issuer_auth_data: Option<Vec<u8>>,
@@ -157,6 +159,7 @@ impl<'a> ContactTransaction<'a> {
             first_ac: None,
             final_ac: None,
             final_cryptogram: None,
+            cryptogram_source: None,
             arqc: None,
             arc: None,
             issuer_auth_data: None,
@@ -715,6 +718,7 @@ impl<'a> ContactTransaction<'a> {
         };
         self.first_ac = Some(resp.clone());
         self.final_ac = Some(resp.clone());
+        self.cryptogram_source = Some(CryptogramSource::FirstGenerateAc);
         match returned {
             Some(AcType::Tc) if cda_failed => {
                 // §7.5.6, §7.13.4: TC with a failed CDA is declined offline.
@@ -755,6 +759,7 @@ impl<'a> ContactTransaction<'a> {
         let resp = self.generate_ac(s, ac, cda, &data)?;
         self.final_cryptogram = resp.cryptogram;
         self.final_ac = Some(resp.clone());
+        self.cryptogram_source = Some(CryptogramSource::SecondGenerateAc);
         Ok(resp)
     }
 
@@ -777,6 +782,15 @@ impl<'a> ContactTransaction<'a> {
         let arqc = self.final_cryptogram.unwrap_or_default();
         let response = if self.terminal.online_capable() {
             let card = self.card_data()?;
+            let pdol = self.app.as_ref().and_then(|a| a.fci.pdol.as_ref());
+            let mut sources = vec![DolData::new(&card.cdol1, &self.cdol1_data)];
+            sources.extend(pdol.map(|d| DolData::new(d, &self.pdol_data)));
+            let input = cryptogram::cryptogram_input(
+                &sources,
+                self.aip(),
+                first.atc,
+                first.iad.as_deref().unwrap_or_default(),
+            );
             let request = OnlineRequest {
                 aid: self
                     .app
@@ -800,6 +814,7 @@ impl<'a> ContactTransaction<'a> {
                 arqc,
                 iad: first.iad.as_deref().unwrap_or_default(),
                 cryptogram_data: &self.cdol1_data,
+                cryptogram_input: input.as_ref(),
                 cvm_results: self.cvm.results,
                 online_pin: self.cvm.online_pin.as_ref(),
                 ec_load: self.params.transaction_type == transaction_type::EC_LOAD,
@@ -943,6 +958,10 @@ impl<'a> ContactTransaction<'a> {
             cryptogram_data: self.cdol1_data.clone(),
             cdol2_data: self.cdol2_data.clone(),
             pdol_data: self.pdol_data.clone(),
+            pdol: self.app.as_ref().and_then(|a| a.fci.pdol.clone()),
+            cdol1: card.map(|c| c.cdol1.clone()),
+            cdol2: card.and_then(|c| c.cdol2.clone()),
+            cryptogram_source: self.cryptogram_source,
             tvr: self.tvr,
             tsi: self.tsi,
             cvm_results: self.cvm.results,

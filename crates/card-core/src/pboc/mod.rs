@@ -45,6 +45,8 @@
 //! - [`cvm`]: CVM list processing, offline plaintext PIN, the [`PinPad`] trait.
 //! - [`risk`]: processing restrictions, terminal risk management, the [`HotList`] trait.
 //! - [`action`]: terminal action analysis and GENERATE AC.
+//! - [`cryptogram`]: the bytes a card of cryptogram version 01 MACs ([`CryptogramInput`]), for
+//!   the issuer's and the HSM's check.
 //! - [`online`]: the [`OnlineAuthoriser`] trait, issuer authentication, issuer scripts.
 //! - [`contact`]: the contact transaction.
 //! - [`qpboc`]: the qPBOC transaction.
@@ -57,6 +59,7 @@ pub mod action;
 pub mod bits;
 pub mod config;
 pub mod contact;
+pub mod cryptogram;
 pub mod cvm;
 pub mod data;
 pub mod dol;
@@ -79,6 +82,7 @@ use crate::tlv::{Tag, TlvError};
 pub use bits::{AcType, Aip, Cid, CvmResults, TerminalCapabilities, Tsi, TsiBit, Tvr, TvrBit};
 pub use config::{ActionCodes, TerminalConfig, TransactionParams};
 pub use contact::{ContactTransaction, Hooks, Phase, run_contact};
+pub use cryptogram::{CryptogramInput, CryptogramSource};
 pub use cvm::{PinEntry, PinPad, PinPrompt};
 pub use data::{Amount, Date, Pan, Time};
 pub use dol::{Dol, DolError};

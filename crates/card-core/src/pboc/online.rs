@@ -14,6 +14,7 @@ use crate::tlv::{Tag, TlvIter};
 
 use super::PbocError;
 use super::bits::{Aip, Cid, CvmResults, Tsi, TsiBit, Tvr, TvrBit};
+use super::cryptogram::CryptogramInput;
 use super::data::{Amount, Date, Pan, Time};
 
 /// What the issuer needs to authorise: the ARQC and the data it covers (JR/T 0025.6 §7.11.4.1,
@@ -57,6 +58,10 @@ pub struct OnlineRequest<'a> {
     /// The data the card received with the cryptogram request: CDOL1 data for contact, PDOL
     /// data for qPBOC.
     pub cryptogram_data: &'a [u8],
+    /// The bytes the card MACed into the ARQC (cryptogram version 01, JR/T 0025.5 附录 E
+    /// 表E.1; [`crate::pboc::cryptogram`]), for the issuer's or the HSM's check; `None` if the
+    /// card is not of version 01 or its lists lack an element.
+    pub cryptogram_input: Option<&'a CryptogramInput>,
     /// CVM results.
     pub cvm_results: CvmResults,
     /// The online PIN, when the cardholder entered one (to encipher for the issuer).

@@ -5,7 +5,9 @@
 
 use super::PbocError;
 use super::bits::{Aip, Cid, CvmResults, Tsi, Tvr};
+use super::cryptogram::{self, CryptogramInput, CryptogramSource, DolData};
 use super::data::{Amount, Date, Pan, Time};
+use super::dol::Dol;
 use super::oda::{OdaError, OdaMethod};
 use super::select::Interface;
 
@@ -80,14 +82,23 @@ pub struct TransactionRecord {
     pub arqc: Option<[u8; 8]>,
     /// Issuer application data `9F10`.
     pub iad: Vec<u8>,
-    /// The data the card received for its cryptogram, in the order of the list, so a host can
-    /// recompute it: for contact the CDOL1 data of the first GENERATE AC (and
-    /// [`Self::cdol2_data`] for the second), for qPBOC the PDOL data.
+    /// The data object list data sent with the command that produced the first cryptogram,
+    /// as sent: for contact the CDOL1 data of the first GENERATE AC, for qPBOC the PDOL data.
+    /// This is what the card received, not what it MACed: [`Self::cryptogram_input`] gives
+    /// those bytes.
     pub cryptogram_data: Vec<u8>,
     /// The CDOL2 data of the second GENERATE AC, if sent.
     pub cdol2_data: Vec<u8>,
     /// The PDOL data sent in GET PROCESSING OPTIONS.
     pub pdol_data: Vec<u8>,
+    /// The card's PDOL `9F38`, if it gave one.
+    pub pdol: Option<Dol>,
+    /// The card's CDOL1 `8C` (contact).
+    pub cdol1: Option<Dol>,
+    /// The card's CDOL2 `8D` (contact).
+    pub cdol2: Option<Dol>,
+    /// The command whose answer carried [`Self::cryptogram`].
+    pub cryptogram_source: Option<CryptogramSource>,
     /// Terminal verification results at the end.
     pub tvr: Tvr,
     /// Transaction status information at the end.
@@ -115,6 +126,39 @@ pub struct TransactionRecord {
     pub debit_attempted: bool,
     /// The outcome.
     pub outcome: Outcome,
+}
+
+impl TransactionRecord {
+    /// The exact bytes a card of cryptogram version 01 MACed into [`Self::cryptogram`]
+    /// (JR/T 0025.5 附录 E 表E.1; [`cryptogram`](super::cryptogram) for the contract): the
+    /// amounts, country, TVR, currency, date, type and unpredictable number the card received
+    /// in the DOLs of the command that produced it (first GENERATE AC: CDOL1, then PDOL;
+    /// second: CDOL2, CDOL1, PDOL; qPBOC: PDOL), then the AIP, the ATC and the CVR of
+    /// [`Self::iad`].
+    ///
+    /// `None` when there is no cryptogram, a list or its data is missing, or the card is not of
+    /// cryptogram version 01. A host verifying the cryptogram (hsm-sim `KQ`) MACs these bytes
+    /// with the session key of [`Self::atc`].
+    pub fn cryptogram_input(&self) -> Option<CryptogramInput> {
+        self.cryptogram?;
+        let aip = self.aip?;
+        let atc = self.atc?;
+        let pdol = self.pdol.as_ref().map(|d| DolData::new(d, &self.pdol_data));
+        let mut sources = Vec::with_capacity(3);
+        match self.cryptogram_source? {
+            CryptogramSource::GetProcessingOptions => sources.extend(pdol),
+            CryptogramSource::FirstGenerateAc => {
+                sources.push(DolData::new(self.cdol1.as_ref()?, &self.cryptogram_data));
+                sources.extend(pdol);
+            }
+            CryptogramSource::SecondGenerateAc => {
+                sources.push(DolData::new(self.cdol2.as_ref()?, &self.cdol2_data));
+                sources.push(DolData::new(self.cdol1.as_ref()?, &self.cryptogram_data));
+                sources.extend(pdol);
+            }
+        }
+        cryptogram::cryptogram_input(&sources, aip, atc, &self.iad)
+    }
 }
 
 /// The write-ahead record of a debit about to be attempted.

@@ -20,6 +20,7 @@ use crate::tlv::Tag;
 use super::PbocError;
 use super::bits::{AcType, AipBit, Cid, Ctq, CtqBit, CvmResults, Tsi, TsiBit, TtqBit, Tvr, TvrBit};
 use super::config::{TerminalConfig, TransactionParams};
+use super::cryptogram::{self, CryptogramSource, DolData};
 use super::data::Amount;
 use super::gpo::{ProcessingOptions, gpo_command, parse_gpo_response};
 use super::oda::{self, CaStore, OdaError, OdaInputs, OdaMethod};
@@ -334,6 +335,15 @@ impl<'a> QpbocTransaction<'a> {
             .map(u16::from_be_bytes)
             .unwrap_or_default();
         let ac = self.ac.unwrap_or(AcType::Arqc);
+        let pdol = self.app.as_ref().and_then(|a| a.fci.pdol.clone());
+        let input = pdol.as_ref().and_then(|d| {
+            cryptogram::cryptogram_input(
+                &[DolData::new(d, &self.pdol_data)],
+                po.aip,
+                atc,
+                po.get(0x9f10).unwrap_or_default(),
+            )
+        });
         let request = OnlineRequest {
             aid: self
                 .app
@@ -360,6 +370,7 @@ impl<'a> QpbocTransaction<'a> {
                 .unwrap_or_default(),
             iad: po.get(0x9f10).unwrap_or_default(),
             cryptogram_data: &self.pdol_data,
+            cryptogram_input: input.as_ref(),
             cvm_results: CvmResults::NOT_PERFORMED,
             online_pin: None,
             ec_load: false,
@@ -436,6 +447,12 @@ impl<'a> QpbocTransaction<'a> {
             cryptogram_data: self.pdol_data.clone(),
             cdol2_data: Vec::new(),
             pdol_data: self.pdol_data.clone(),
+            pdol: self.app.as_ref().and_then(|a| a.fci.pdol.clone()),
+            cdol1: None,
+            cdol2: None,
+            cryptogram_source: po
+                .and_then(|p| p.get(0x9f26))
+                .map(|_| CryptogramSource::GetProcessingOptions),
             tvr: self.tvr,
             tsi: self.tsi,
             cvm_results: CvmResults::NOT_PERFORMED,

@@ -4,8 +4,11 @@
 //! (`crypto::sm2_cert`, `crypto::rsa`). It is test scaffolding, not the card applet (that is
 //! firmware-tests); its choices where the profile is silent are the ones the report lists:
 //!
-//! - cryptograms are over `CDOL data ‖ AIP ‖ ATC ‖ CVR` (contact) and `PDOL data ‖ AIP ‖ ATC ‖
-//!   CVR` (qPBOC), JR/T 0025.7 表22/表23;
+//! - cryptograms are of version 01 (JR/T 0025.5 附录 E 表E.1), as the software card's and
+//!   the server's: amount, other amount, country, TVR, currency, date, type and unpredictable
+//!   number (the first 29 bytes of the CDOL1 data, or PDOL bytes 4-32 for qPBOC, JR/T 0025.12
+//!   §7.3.3; the second GENERATE AC takes TVR and unpredictable number from CDOL2), then
+//!   `AIP ‖ ATC ‖ CVR` — the bytes `TransactionRecord::cryptogram_input` gives;
 //! - CVR byte 2 bits 6-5 carry the first cryptogram's type, bits 8-7 the second's (qPBOC reads
 //!   it, JR/T 0025.12 §7.8.1);
 //! - `9F74` is in a record of its own (SFI 3 record 3) that only the EC AFL names, so the ODA
@@ -539,8 +542,10 @@ impl RefCard {
         iad
     }
 
-    fn cryptogram(&self, data: &[u8], cvr2: u8) -> [u8; 8] {
-        let mut input = data.to_vec();
+    /// The cryptogram over the 29 bytes of 表E.1 terminal data, AIP, ATC and CVR.
+    fn cryptogram(&self, terminal: &[u8], cvr2: u8) -> [u8; 8] {
+        assert_eq!(terminal.len(), 29, "表E.1 terminal data");
+        let mut input = terminal.to_vec();
         input.extend_from_slice(&self.profile.aip);
         input.extend_from_slice(&self.atc.to_be_bytes());
         input.extend_from_slice(&[0x03, cvr2, 0x00, 0x00]);
@@ -851,7 +856,7 @@ impl RefCard {
         if self.txn.ec {
             self.balance -= amount;
             let cvr2 = 0x10;
-            let ac = self.cryptogram(&pdol, cvr2);
+            let ac = self.cryptogram(&pdol[4..33], cvr2);
             let mut cdol1 = vec![0u8; 52];
             cdol1[0..6].copy_from_slice(&pdol[4..10]);
             cdol1[6..12].copy_from_slice(&pdol[10..16]);
@@ -889,7 +894,7 @@ impl RefCard {
             return [tpl(0x77, &parts), vec![0x90, 0x00]].concat();
         }
         let cvr2 = 0x20;
-        let ac = self.cryptogram(&pdol, cvr2);
+        let ac = self.cryptogram(&pdol[4..33], cvr2);
         self.txn.arqc = Some(ac);
         let mut parts = vec![
             tlv(0x82, &self.profile.aip),
@@ -934,7 +939,14 @@ impl RefCard {
         } else {
             return sw(0x6985);
         };
-        let ac = self.cryptogram(data, cvr2);
+        // 表E.1 data: CDOL1's first 29 bytes; for the second GENERATE AC with the TVR
+        // (CDOL1 bytes 14-18) and unpredictable number (25-28) of CDOL2 (bytes 12-16, 17-20).
+        let mut terminal = self.txn.cdol1[..29].to_vec();
+        if self.txn.gac_count == 2 {
+            terminal[14..19].copy_from_slice(&data[12..17]);
+            terminal[25..29].copy_from_slice(&data[17..21]);
+        }
+        let ac = self.cryptogram(&terminal, cvr2);
         let mut with_balance = false;
         if returned == 0x40 && self.txn.ec && self.txn.gac_count == 1 {
             let amount = Amount::from_bcd(&data[0..6]).unwrap().minor_units();
@@ -1096,12 +1108,10 @@ impl OnlineAuthoriser for TestIssuer {
         let mk_ac = kdf::derive_card_key(&imk_ac, &pan, psn.as_deref()).unwrap();
         let mk_smi = kdf::derive_card_key(&imk_smi, &pan, psn.as_deref()).unwrap();
         let sk = kdf::derive_session_key(&mk_ac, r.atc);
-        let mut input = r.cryptogram_data.to_vec();
-        input.extend_from_slice(&r.aip.to_bytes());
-        input.extend_from_slice(&r.atc.to_be_bytes());
-        input.extend_from_slice(&r.iad[3..7]);
-        self.arqc_valid
-            .push(kdf::application_cryptogram(&sk, &input, Sm4MacRule::default()) == r.arqc);
+        let input = r.cryptogram_input.expect("a version 01 cryptogram input");
+        self.arqc_valid.push(
+            kdf::application_cryptogram(&sk, input.as_bytes(), Sm4MacRule::default()) == r.arqc,
+        );
         let mut arpc = kdf::arpc(&sk, &r.arqc, &self.arc);
         if self.bad_arpc {
             arpc[0] ^= 1;
@@ -1157,7 +1167,9 @@ pub fn params(amount: u64) -> card_core::pboc::TransactionParams {
 pub fn terminal(online: bool) -> card_core::pboc::TerminalConfig {
     let mut t = card_core::pboc::TerminalConfig::kiosk();
     if online {
+        // Unattended, online capable; the TTQ says so too (JR/T 0025.12 表3 byte 1 bit 4).
         t.terminal_type = 0x25;
+        t.ttq.clear(card_core::pboc::bits::TtqBit::OfflineOnly);
     }
     t
 }
