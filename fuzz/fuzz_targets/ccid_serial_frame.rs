@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reader_driver::serial::frame::{self, Decoder, Item, HEADER_LEN, MAX_MESSAGE};
+use reader_driver::serial::frame::{self, Decoder, HEADER_LEN, Item, MAX_MESSAGE};
 use reader_driver::serial::{ccid, t1, tpdu};
 
 fuzz_target!(|data: &[u8]| {
