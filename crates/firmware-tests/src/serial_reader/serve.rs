@@ -15,6 +15,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -300,7 +301,12 @@ pub fn run(
     controls: &Receiver<Request>,
     insert: Option<&str>,
 ) -> io::Result<Ended> {
-    let mut out = File::options().read(true).write(true).open(path)?;
+    // O_NOCTTY (0o400 on Linux): the pty must not become the reader's controlling terminal.
+    let mut out = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(0o400)
+        .open(path)?;
     let mut input = out.try_clone()?;
     let (bytes_tx, bytes_rx) = channel::<Option<Vec<u8>>>();
     std::thread::Builder::new()
