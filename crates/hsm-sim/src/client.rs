@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
 
 use crate::codes::ErrorCode;
 use crate::fields::Fields;
@@ -28,6 +29,10 @@ pub enum ClientError {
     /// The answer could not be understood.
     #[error("malformed HSM response: {0}")]
     Protocol(&'static str),
+    /// The HSM did not answer within the time given. The connection is abandoned: its answer
+    /// may still arrive, so the client refuses further calls ([`AsyncClient::is_broken`]).
+    #[error("the HSM did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// A response: its error code and fields.
@@ -146,11 +151,16 @@ impl Call for BlockingClient {
 }
 
 /// Async TCP transport.
+///
+/// A call that fails on the wire or times out leaves the stream out of step with the HSM (an
+/// answer may be half read, or still on its way); the client then refuses further calls and
+/// [`AsyncClient::is_broken`] says so, so a pool drops it and connects anew.
 #[derive(Debug)]
 pub struct AsyncClient {
     stream: tokio::net::TcpStream,
     header: Vec<u8>,
     counter: u32,
+    broken: bool,
 }
 
 impl AsyncClient {
@@ -165,26 +175,75 @@ impl AsyncClient {
             stream,
             header: vec![b'0'; header_len],
             counter: 0,
+            broken: false,
         })
     }
 
-    /// Send `command` with `body`, return the reply.
+    /// Whether an earlier call failed on the wire or timed out, so this connection can carry
+    /// no more calls (type documentation).
+    pub const fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Send `command` with `body`, return the reply. The message is zeroized after sending
+    /// (bodies carry PANs and cryptogram inputs).
     pub async fn call(&mut self, command: [u8; 2], body: &[u8]) -> Result<Reply, ClientError> {
+        if self.broken {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the connection was abandoned after a failed call",
+            )));
+        }
+        self.broken = true;
         next_header(&mut self.header, &mut self.counter);
-        let message = build(&self.header, command, body);
-        let framed = with_length(&message).ok_or(ClientError::Protocol("message too long"))?;
+        let message = Zeroizing::new(build(&self.header, command, body));
+        let framed =
+            Zeroizing::new(with_length(&message).ok_or(ClientError::Protocol("message too long"))?);
         self.stream.write_all(&framed).await?;
         let mut len = [0u8; 2];
         self.stream.read_exact(&mut len).await?;
         let mut resp = vec![0u8; usize::from(u16::from_be_bytes(len))];
         self.stream.read_exact(&mut resp).await?;
-        read_reply(&resp, &self.header, command)
+        let reply = read_reply(&resp, &self.header, command);
+        // An answer that does not match the request leaves the stream out of step too.
+        self.broken = reply.is_err();
+        reply
+    }
+
+    /// [`AsyncClient::call`] within `timeout`; [`ClientError::Timeout`] (and a broken client)
+    /// if the answer does not come in time.
+    pub async fn call_within(
+        &mut self,
+        timeout: Duration,
+        command: [u8; 2],
+        body: &[u8],
+    ) -> Result<Reply, ClientError> {
+        match tokio::time::timeout(timeout, self.call(command, body)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.broken = true;
+                Err(ClientError::Timeout(timeout))
+            }
+        }
     }
 
     /// `KQ` mode 1, asynchronously: verify an ARQC and return the ARPC.
     pub async fn verify_arqc(&mut self, q: &ArqcRequest<'_>) -> Result<[u8; 8], ClientError> {
-        let reply = self.call(*b"KQ", &q.body(b'1')).await?;
+        let reply = self.call(*b"KQ", &q.body(KqMode::VerifyAndArpc)).await?;
         parse_arpc(&reply)
+    }
+
+    /// `KQ` mode 0, asynchronously and within `timeout`: verify a cryptogram (ARQC, TC or AAC)
+    /// over [`ArqcRequest::data`]. `Ok(())` when it verifies; a wrong cryptogram is
+    /// `Err(ClientError::Hsm(ErrorCode::VerificationFailure))` as in
+    /// [`HsmClient::check_cryptogram`]; no answer in time is [`ClientError::Timeout`].
+    pub async fn check_cryptogram(
+        &mut self,
+        q: &ArqcRequest<'_>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let body = q.body(KqMode::Verify);
+        ok(self.call_within(timeout, *b"KQ", &body).await?).map(|_| ())
     }
 
     /// `NC`, asynchronously.
@@ -212,8 +271,31 @@ pub struct Diagnostics {
     pub version: String,
 }
 
-/// The inputs of an ARQC verification.
-#[derive(Debug, Clone)]
+/// The mode of `KQ` (docs/hsm-protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KqMode {
+    /// `0`: verify the cryptogram only.
+    Verify,
+    /// `1`: verify the ARQC and generate the ARPC.
+    VerifyAndArpc,
+    /// `2`: generate the ARPC only.
+    ArpcOnly,
+}
+
+impl KqMode {
+    /// The mode character.
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Verify => b'0',
+            Self::VerifyAndArpc => b'1',
+            Self::ArpcOnly => b'2',
+        }
+    }
+}
+
+/// The inputs of `KQ`: a cryptogram check (ARQC, TC or AAC) and/or an ARPC. `Debug` leaves out
+/// the PAN and the data.
+#[derive(Clone)]
 pub struct ArqcRequest<'a> {
     /// Label of the MK-AC.
     pub mk_ac: &'a str,
@@ -223,22 +305,43 @@ pub struct ArqcRequest<'a> {
     pub psn: &'a str,
     /// Application transaction counter.
     pub atc: u16,
-    /// The data the card MACed.
+    /// The data the card MACed (for a PBOC card of cryptogram version 01, what
+    /// `card_core::pboc::TransactionRecord::cryptogram_input` gives).
     pub data: &'a [u8],
     /// The ARQC.
     pub arqc: [u8; 8],
-    /// Authorisation response code for the ARPC.
+    /// Authorisation response code for the ARPC (any value in mode 0).
     pub arc: [u8; 2],
 }
 
+impl std::fmt::Debug for ArqcRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArqcRequest")
+            .field("mk_ac", &self.mk_ac)
+            .field("pan", &format_args!("<{} digits>", self.pan.len()))
+            .field("atc", &self.atc)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .finish_non_exhaustive()
+    }
+}
+
 impl ArqcRequest<'_> {
-    fn body(&self, mode: u8) -> Vec<u8> {
-        let mut b = vec![mode];
+    /// The `KQ` request body in `mode` (after the command code; fields as docs/hsm-protocol.md
+    /// lists them): mode, MK-AC label, PAN length and PAN, PSN, ATC, data length and data,
+    /// `;`, cryptogram, ARC. Zeroized when dropped: it carries the PAN and the MACed data.
+    pub fn body(&self, mode: KqMode) -> Zeroizing<Vec<u8>> {
+        let pan = Zeroizing::new(format!("{:02}{}{}", self.pan.len(), self.pan, self.psn));
+        let data = Zeroizing::new(hex::encode_upper(self.data));
+        // Allocated once, so no copy is left behind unzeroized by a reallocation.
+        let mut b = Zeroizing::new(Vec::with_capacity(
+            1 + self.mk_ac.len() + pan.len() + 8 + data.len() + 1 + 16 + 4,
+        ));
+        b.push(mode.code());
         b.extend_from_slice(self.mk_ac.as_bytes());
-        b.extend_from_slice(format!("{:02}{}{}", self.pan.len(), self.pan, self.psn).as_bytes());
+        b.extend_from_slice(pan.as_bytes());
         b.extend_from_slice(format!("{:04X}", self.atc).as_bytes());
         b.extend_from_slice(format!("{:04X}", self.data.len()).as_bytes());
-        b.extend_from_slice(hex::encode_upper(self.data).as_bytes());
+        b.extend_from_slice(data.as_bytes());
         b.push(b';');
         b.extend_from_slice(hex::encode_upper(self.arqc).as_bytes());
         b.extend_from_slice(hex::encode_upper(self.arc).as_bytes());
@@ -376,13 +479,23 @@ impl<C: Call> HsmClient<C> {
     /// `KQ` mode 1: verify an ARQC and return the ARPC. A wrong ARQC is
     /// `Err(ClientError::Hsm(ErrorCode::VerificationFailure))`.
     pub fn verify_arqc(&mut self, q: &ArqcRequest<'_>) -> Result<[u8; 8], ClientError> {
-        let reply = self.transport.call(*b"KQ", &q.body(b'1'))?;
+        let reply = self
+            .transport
+            .call(*b"KQ", &q.body(KqMode::VerifyAndArpc))?;
         parse_arpc(&reply)
     }
 
-    /// `KQ` mode 0: verify an ARQC (or TC) only.
+    /// `KQ` mode 0: verify an ARQC (or TC, or AAC) only. A wrong cryptogram is
+    /// `Err(ClientError::Hsm(ErrorCode::VerificationFailure))`.
     pub fn check_cryptogram(&mut self, q: &ArqcRequest<'_>) -> Result<(), ClientError> {
-        ok(self.transport.call(*b"KQ", &q.body(b'0'))?).map(|_| ())
+        ok(self.transport.call(*b"KQ", &q.body(KqMode::Verify))?).map(|_| ())
+    }
+
+    /// `KQ` mode 2: the ARPC for [`ArqcRequest::arqc`] and [`ArqcRequest::arc`], without
+    /// checking the ARQC (it was checked before, or the issuer declines it with its own code).
+    pub fn generate_arpc(&mut self, q: &ArqcRequest<'_>) -> Result<[u8; 8], ClientError> {
+        let reply = self.transport.call(*b"KQ", &q.body(KqMode::ArpcOnly))?;
+        parse_arpc(&reply)
     }
 
     /// `M6`: MAC with a ZAK.

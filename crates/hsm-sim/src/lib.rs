@@ -18,7 +18,9 @@ pub mod keys;
 pub mod server;
 pub mod store;
 
-pub use client::{AsyncClient, BlockingClient, ClientError, HsmClient, InProcess};
+pub use client::{
+    ArqcRequest, AsyncClient, BlockingClient, ClientError, HsmClient, InProcess, KqMode,
+};
 pub use codes::ErrorCode;
 pub use hsm::Hsm;
 pub use keys::{KeyType, Lmk, Scheme};

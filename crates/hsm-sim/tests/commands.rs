@@ -14,7 +14,7 @@ use card_core::crypto::kdf::{self, CardAlgorithm, CardKey};
 use card_core::crypto::sm2::{DEFAULT_ID, Sm2PrivateKey, Sm2PublicKey, Sm2Signature};
 use card_core::crypto::sm4::{Sm4Key, Sm4MacRule};
 use card_core::crypto::tdes::TdesKey;
-use hsm_sim::client::{ArqcRequest, BlockingClient, HsmClient, InProcess};
+use hsm_sim::client::{ArqcRequest, BlockingClient, HsmClient, InProcess, KqMode};
 use hsm_sim::server::BackgroundServer;
 use hsm_sim::{ClientError, ErrorCode, Hsm, KeyType, Lmk, Scheme};
 
@@ -135,6 +135,15 @@ fn arqc_verification_and_arpc_for_3des_and_sm4() {
         };
         assert_eq!(c.verify_arqc(&q).unwrap(), arpc, "{label}");
         c.check_cryptogram(&q).unwrap();
+        // Mode 2: the ARPC without the check, even for a wrong ARQC.
+        assert_eq!(c.generate_arpc(&q).unwrap(), arpc, "{label}");
+        let mut wrong = q.clone();
+        wrong.arqc[0] ^= 1;
+        assert_ne!(c.generate_arpc(&wrong).unwrap(), arpc);
+        assert_eq!(
+            refused(c.check_cryptogram(&wrong)),
+            ErrorCode::VerificationFailure
+        );
         // One bit off in the ARQC, the data, or the ATC: verification failure.
         let mut bad = q.clone();
         bad.arqc[7] ^= 1;
@@ -448,5 +457,83 @@ fn async_client() {
             arc: *b"00",
         };
         assert_eq!(c.verify_arqc(&q).await.unwrap(), arpc);
+        let t = std::time::Duration::from_secs(5);
+        c.check_cryptogram(&q, t).await.unwrap();
+        let mut bad = q.clone();
+        bad.atc = 8;
+        assert!(matches!(
+            c.check_cryptogram(&bad, t).await,
+            Err(ClientError::Hsm(ErrorCode::VerificationFailure))
+        ));
+        // A refusal leaves the connection usable.
+        assert!(!c.is_broken());
+        c.check_cryptogram(&q, t).await.unwrap();
     });
+}
+
+#[test]
+fn kq_body_is_the_documented_layout() {
+    let data = h("0102");
+    let q = ArqcRequest {
+        mk_ac: "IMKAC001",
+        pan: "6217000010001234567",
+        psn: "01",
+        atc: 0x1f,
+        data: &data,
+        arqc: [0xab; 8],
+        arc: *b"00",
+    };
+    let expected = "0IMKAC00119621700001000123456701001F00020102;ABABABABABABABAB3030";
+    assert_eq!(q.body(KqMode::Verify).as_slice(), expected.as_bytes());
+    assert_eq!(q.body(KqMode::VerifyAndArpc)[0], b'1');
+    assert_eq!(q.body(KqMode::ArpcOnly)[0], b'2');
+    // The same body the typed client sends is accepted by the HSM.
+    let hsm = hsm();
+    let mut raw = InProcess::new(Arc::clone(&hsm));
+    let reply = hsm_sim::client::Call::call(&mut raw, *b"KQ", &q.body(KqMode::ArpcOnly)).unwrap();
+    assert_eq!(reply.error, ErrorCode::Ok);
+    // Debug shows neither the PAN nor the data.
+    let shown = format!("{q:?}");
+    assert!(!shown.contains("6217000010001234567"), "{shown}");
+    assert!(!shown.contains("0102"), "{shown}");
+}
+
+#[test]
+fn async_check_times_out_and_the_connection_is_abandoned() {
+    // A peer that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(stream);
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = hsm_sim::AsyncClient::connect(addr, 4).await.unwrap();
+        let data = h("00");
+        let q = ArqcRequest {
+            mk_ac: "IMKAC001",
+            pan: "6217000010001234567",
+            psn: "01",
+            atc: 1,
+            data: &data,
+            arqc: [0; 8],
+            arc: *b"00",
+        };
+        let t = std::time::Duration::from_millis(100);
+        assert!(matches!(
+            c.check_cryptogram(&q, t).await,
+            Err(ClientError::Timeout(d)) if d == t
+        ));
+        assert!(c.is_broken());
+        assert!(matches!(
+            c.check_cryptogram(&q, t).await,
+            Err(ClientError::Io(_))
+        ));
+    });
+    hold.join().unwrap();
 }

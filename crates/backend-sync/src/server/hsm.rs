@@ -1,13 +1,14 @@
 //! Cryptogram verification through hsm-sim over TCP: `KQ` mode 0 (verify a TC/ARQC/AAC, no
-//! ARPC; docs/hsm-protocol.md) with the issuer master key of the card's algorithm. Connections
-//! are pooled and made on demand; a call that fails on the wire or takes longer than the
-//! timeout drops its connection and reports the HSM unavailable, which the server answers with
-//! 503 so the terminal retries (nothing is booked or rejected on an HSM outage).
+//! ARPC; docs/hsm-protocol.md) with the issuer master key of the card's algorithm, through
+//! [`AsyncClient::check_cryptogram`]. Connections are pooled and made on demand; a call that
+//! fails on the wire or takes longer than the timeout drops its connection and reports the HSM
+//! unavailable, which the server answers with 503 so the terminal retries (nothing is booked or
+//! rejected on an HSM outage).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hsm_sim::{AsyncClient, ClientError, ErrorCode};
+use hsm_sim::{ArqcRequest, AsyncClient, ClientError, ErrorCode};
 use tokio::sync::Semaphore;
 
 use crate::entry::{Algorithm, CardResult, Pan, Psn};
@@ -50,21 +51,6 @@ pub struct HsmVerifier {
     limit: Semaphore,
 }
 
-/// The `KQ` mode-0 request body (fields as docs/hsm-protocol.md lists them; ARC `0000`, unused
-/// in mode 0).
-fn kq_body(label: &str, pan: &str, psn: &str, card: &CardResult) -> Vec<u8> {
-    let mut b = vec![b'0'];
-    b.extend_from_slice(label.as_bytes());
-    b.extend_from_slice(format!("{:02}{}{}", pan.len(), pan, psn).as_bytes());
-    b.extend_from_slice(format!("{:04X}", card.atc).as_bytes());
-    b.extend_from_slice(format!("{:04X}", card.mac_data.0.len()).as_bytes());
-    b.extend_from_slice(hex::encode_upper(&card.mac_data.0).as_bytes());
-    b.push(b';');
-    b.extend_from_slice(hex::encode_upper(card.cryptogram.0).as_bytes());
-    b.extend_from_slice(b"0000");
-    b
-}
-
 impl HsmVerifier {
     /// A pool for `config` (connects on first use).
     pub fn new(config: HsmConfig) -> Self {
@@ -82,7 +68,16 @@ impl HsmVerifier {
             Algorithm::Tdes => &self.config.mk_tdes,
             Algorithm::Sm4 => &self.config.mk_sm4,
         };
-        let body = zeroize::Zeroizing::new(kq_body(label, pan.expose(), psn.as_str(), card));
+        // ARC `0000`: unused in mode 0.
+        let request = ArqcRequest {
+            mk_ac: label,
+            pan: pan.expose(),
+            psn: psn.as_str(),
+            atc: card.atc,
+            data: &card.mac_data.0,
+            arqc: card.cryptogram.0,
+            arc: [0, 0],
+        };
         let _permit = self
             .limit
             .acquire()
@@ -103,22 +98,21 @@ impl HsmVerifier {
             .map_err(|_| HsmError::Unavailable("connect timed out".into()))?
             .map_err(|e| HsmError::Unavailable(e.to_string()))?,
         };
-        let reply = tokio::time::timeout(self.config.timeout, client.call(*b"KQ", &body))
-            .await
-            .map_err(|_| HsmError::Unavailable("call timed out".into()))?;
-        let reply = match reply {
-            Ok(r) => r,
-            Err(ClientError::Io(e)) => return Err(HsmError::Unavailable(e.to_string())),
-            Err(e) => return Err(HsmError::Unavailable(e.to_string())),
-        };
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(client);
-        match reply.error {
-            ErrorCode::Ok => Ok(true),
-            ErrorCode::VerificationFailure => Ok(false),
-            other => Err(HsmError::Refused(other)),
+        let result = client.check_cryptogram(&request, self.config.timeout).await;
+        // A connection that failed on the wire or timed out is dropped; one that answered,
+        // yes or no, goes back to the pool.
+        if !client.is_broken() {
+            self.idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(client);
+        }
+        match result {
+            Ok(()) => Ok(true),
+            Err(ClientError::Hsm(ErrorCode::VerificationFailure)) => Ok(false),
+            Err(ClientError::Hsm(other)) => Err(HsmError::Refused(other)),
+            Err(ClientError::Timeout(_)) => Err(HsmError::Unavailable("call timed out".into())),
+            Err(e) => Err(HsmError::Unavailable(e.to_string())),
         }
     }
 }
