@@ -44,9 +44,10 @@ impl PinPad for Pad {
     }
 }
 
-/// The issuer: checks the ARQC over the cryptogram version 01 data (JR/T 0025.5 附录 E 表E.1:
-/// the first eight CDOL1 elements, AIP, ATC, CVR), answers with the ARPC and, for a load, the
-/// PUT DATA script MACed as JR/T 0025.5 附录 C.2.4.
+/// The issuer: checks the ARQC over the cryptogram version 01 data the kernel hands over
+/// (JR/T 0025.5 附录 E 表E.1: amounts, country, TVR, currency, date, type, unpredictable
+/// number, AIP, ATC, CVR), answers with the ARPC and, for a load, the PUT DATA script MACed as
+/// JR/T 0025.5 附录 C.2.4.
 struct Issuer {
     card: TestCard,
     load_to: Option<u64>,
@@ -56,12 +57,9 @@ struct Issuer {
 impl OnlineAuthoriser for Issuer {
     fn authorise(&mut self, r: &OnlineRequest<'_>) -> Result<OnlineResponse, OnlineUnavailable> {
         let (mk_ac, mk_smi) = self.card.issuer_keys();
-        let mut input = r.cryptogram_data[..29].to_vec();
-        input.extend(r.aip.to_bytes());
-        input.extend(r.atc.to_be_bytes());
-        input.extend(&r.iad[3..7]);
+        let input = r.cryptogram_input.expect("a version 01 cryptogram input");
         self.arqc_ok
-            .push(expected_ac(&mk_ac, r.atc, &input) == r.arqc);
+            .push(expected_ac(&mk_ac, r.atc, input.as_bytes()) == r.arqc);
         let arc = *b"00";
         let arpc = arpc(&mk_ac, r.atc, &r.arqc, &arc);
         let mut scripts = Vec::new();
@@ -174,12 +172,10 @@ fn kernel_contact_ec_purchase() {
         // The issuer's check of the TC, over the version 01 data.
         let t = TestCard::new(name);
         let (mk_ac, _) = t.issuer_keys();
-        let mut input = rec.cryptogram_data[..29].to_vec();
-        input.extend(rec.aip.unwrap().to_bytes());
-        input.extend(rec.atc.unwrap().to_be_bytes());
-        input.extend(&rec.iad[3..7]);
+        let input = rec.cryptogram_input().unwrap();
+        assert_eq!(input.as_bytes()[..29], rec.cryptogram_data[..29]);
         assert_eq!(
-            expected_ac(&mk_ac, rec.atc.unwrap(), &input),
+            expected_ac(&mk_ac, rec.atc.unwrap(), input.as_bytes()),
             rec.cryptogram.unwrap(),
             "{name}: TC"
         );
