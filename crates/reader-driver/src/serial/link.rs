@@ -282,9 +282,10 @@ impl Link {
         Ok(())
     }
 
-    /// After a response frame: is anything but whole, valid items right behind it? A flip in
+    /// After a response frame: is anything but whole frames right behind it? A flip in
     /// `dwLength` can make a shorter frame with a good checksum by chance; its leftover bytes
-    /// give it away.
+    /// give it away, whatever they parse as (a reader sends time requests and notifications
+    /// before its answer, never right after it).
     fn garbage_follows(&mut self) -> Result<bool, SerialError> {
         self.fill(Duration::ZERO)?;
         if self.decoder.in_item() {
@@ -298,7 +299,10 @@ impl Link {
                 return Ok(true);
             }
         }
-        Ok(self.queued.iter().any(Result::is_err))
+        Ok(self
+            .queued
+            .iter()
+            .any(|item| !matches!(item, Ok(Item::Frame(_)))))
     }
 
     fn send_nak(&mut self) -> Result<(), SerialError> {
@@ -452,5 +456,175 @@ impl Link {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A line that answers each write with the next scripted bytes.
+    struct Scripted {
+        written: Arc<Mutex<Vec<Vec<u8>>>>,
+        script: VecDeque<Vec<u8>>,
+        readable: VecDeque<u8>,
+    }
+
+    impl Line for Scripted {
+        fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.written.lock().unwrap().push(bytes.to_vec());
+            if let Some(next) = self.script.pop_front() {
+                self.readable.extend(next);
+            }
+            Ok(())
+        }
+
+        fn read_some(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+            if self.readable.is_empty() {
+                std::thread::sleep(timeout.min(Duration::from_millis(1)));
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "quiet"));
+            }
+            let mut n = 0;
+            for slot in buf.iter_mut() {
+                let Some(b) = self.readable.pop_front() else {
+                    break;
+                };
+                *slot = b;
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    fn link(script: Vec<Vec<u8>>) -> (Link, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let line = Scripted {
+            written: Arc::clone(&written),
+            script: script.into(),
+            readable: VecDeque::new(),
+        };
+        let mut c = LinkConfig::new("scripted");
+        c.response_timeout = Duration::from_millis(50);
+        c.char_timeout = Duration::from_millis(10);
+        (Link::new(Box::new(line), c), written)
+    }
+
+    fn response(kind: u8, seq: u8, data: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        m.extend_from_slice(&[0, seq, 0, 0, 0]);
+        m.extend_from_slice(data);
+        m
+    }
+
+    fn framed(m: &[u8]) -> Vec<u8> {
+        frame::encode(m).unwrap()
+    }
+
+    fn command_frame(seq: u8) -> Vec<u8> {
+        framed(&Command::slot_status().encode(seq))
+    }
+
+    #[test]
+    fn echo_then_answer() {
+        let mut answer = command_frame(0);
+        answer.extend(framed(&response(0x81, 0, &[])));
+        let (mut l, written) = link(vec![answer]);
+        let r = l.exchange(&Command::slot_status()).unwrap();
+        assert_eq!(r.kind, 0x81);
+        assert_eq!(written.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn echo_of_another_command_is_an_error() {
+        // The reader echoes a command whose bSeq differs: it got something else.
+        let (mut l, _) = link(vec![command_frame(7)]);
+        assert_eq!(
+            l.exchange(&Command::slot_status()),
+            Err(SerialError::EchoMismatch)
+        );
+    }
+
+    #[test]
+    fn stale_answer_is_skipped_and_wrong_type_refused() {
+        let mut answer = command_frame(0);
+        answer.extend(framed(&response(0x81, 0xff, &[])));
+        answer.extend(framed(&response(0x81, 0, &[])));
+        let (mut l, _) = link(vec![answer]);
+        assert_eq!(l.exchange(&Command::slot_status()).unwrap().seq, 0);
+        assert_eq!(l.stats().stale, 1);
+        let mut answer = command_frame(0);
+        answer.extend(framed(&response(0x80, 0, &[0x90, 0])));
+        let (mut l, _) = link(vec![answer]);
+        assert_eq!(
+            l.exchange(&Command::slot_status()),
+            Err(SerialError::WrongResponseType {
+                expected: 0x81,
+                got: 0x80
+            })
+        );
+    }
+
+    /// A flipped `dwLength` bit that leaves a shorter frame with a zero XOR: the bytes it
+    /// leaves behind make the link ask again, and the good copy is taken.
+    #[test]
+    fn shortened_frame_with_good_checksum_is_asked_again() {
+        let mut data = vec![0x11, 0x22, 0x33, 0x44, 0];
+        let mut m = response(0x80, 0, &data);
+        // Choose the last data byte so that the frame cut after 4 data bytes has XOR 0.
+        let mut short = m.clone();
+        short[1] = 4;
+        let x = frame::lrc(&[frame::SYNC, frame::ACK]) ^ frame::lrc(&short[..14]);
+        data[4] = x;
+        m = response(0x80, 0, &data);
+        let good = framed(&m);
+        let mut bad = good.clone();
+        bad[3] = 4;
+        let xfr = Command::xfr_block(&[0, 0xb0, 0, 0, 3], 0);
+        let mut first = framed(&xfr.encode(0));
+        first.extend(&bad);
+        // After our NAK the reader sends its answer again.
+        let (mut l, written) = link(vec![first, good]);
+        let r = l.exchange(&xfr).unwrap();
+        assert_eq!(r.data, data);
+        assert_eq!(written.lock().unwrap().get(1).unwrap(), &frame::NAK_FRAME);
+        assert_eq!(l.stats().naks_sent, 1);
+    }
+
+    /// Leftover bytes that parse as a time request still give a shortened frame away.
+    #[test]
+    fn trailing_time_request_after_an_answer_is_suspect() {
+        let xfr = Command::xfr_block(&[0, 0xb0, 0, 0, 2], 0);
+        let good = framed(&response(0x80, 0, &[0x90, 0]));
+        let mut first = framed(&xfr.encode(0));
+        first.extend(&good);
+        first.push(0x80);
+        let (mut l, written) = link(vec![first, good]);
+        assert_eq!(l.exchange(&xfr).unwrap().data, [0x90, 0]);
+        assert_eq!(written.lock().unwrap().get(1).unwrap(), &frame::NAK_FRAME);
+    }
+
+    #[test]
+    fn nak_from_the_reader_resends_the_same_frame() {
+        let mut answer = command_frame(0);
+        answer.extend(framed(&response(0x81, 0, &[])));
+        let (mut l, written) = link(vec![frame::NAK_FRAME.to_vec(), answer]);
+        l.exchange(&Command::slot_status()).unwrap();
+        let w = written.lock().unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0], w[1]);
+        assert_eq!(l.stats().retransmissions, 1);
+    }
+
+    #[test]
+    fn silence_is_a_timeout_after_bounded_sends() {
+        let (mut l, written) = link(vec![]);
+        assert!(matches!(
+            l.exchange(&Command::slot_status()),
+            Err(SerialError::Timeout { .. })
+        ));
+        assert_eq!(written.lock().unwrap().len(), 3);
     }
 }
