@@ -534,7 +534,7 @@ impl SerialCard {
         self.protocol
     }
 
-    /// How often the session was reset with [`SerialCard::reconnect`].
+    /// How often the session was reset with [`SerialCard::reconnect_with`].
     pub const fn resets(&self) -> u64 {
         self.resets
     }
