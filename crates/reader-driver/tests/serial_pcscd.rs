@@ -134,3 +134,25 @@ fn libccidtwin_under_line_faults() {
     drop(s);
     control.cmd("remove").unwrap();
 }
+
+/// Ports from configuration: reader-driver reads the serial entries of the very reader.conf
+/// pcscd runs with (the vpcd entries are skipped).
+#[test]
+fn serial_readers_from_pcscds_reader_conf() {
+    let lease = pcscd::lease().unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::var_os("SSCARD_PCSC_DIR")
+        .map_or_else(|| std::path::PathBuf::from("/tmp/sscard-pcsc"), Into::into);
+    let text = std::fs::read_to_string(dir.join("reader.conf")).unwrap();
+    let readers = reader_driver::serial::parse_reader_conf(&text).unwrap();
+    assert!(readers.len() >= 2, "{readers:?}");
+    for (r, letter) in readers.iter().zip(['A', 'B']) {
+        assert_eq!(r.name, format!("SSCard Serial {letter}"));
+        assert!(r.link.path.ends_with(&format!("host-{letter}")), "{r:?}");
+    }
+    assert!(readers.iter().any(|r| lease.reader.starts_with(&r.name)));
+    assert!(
+        readers
+            .iter()
+            .all(|r| r.link.baud == 115_200 && r.link.echo)
+    );
+}
