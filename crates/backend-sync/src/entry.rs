@@ -13,10 +13,16 @@
 //! intent ──TC──> approved_offline        (final, uploaded, booked)
 //!    │  ──AAC─> declined                 (final, uploaded, recorded, no money)
 //!    │  ──────> voided                   (final: the debiting command never reached the card)
+//!    │  ──card's log shows the debit───> recovered   (final, uploaded, booked unverified)
 //!    └─ card pulled after the command ─> unknown ──recovered TC──> approved_offline
 //!                                          │ ──recovered AAC──> declined
+//!                                          │ ──card's log shows the debit──> recovered
+//!                                          │ ──unclear: a note, still unknown──> unknown
 //!                                          └─ no debit on the card ──> voided
 //! ```
+//!
+//! `recovered` is a debit the card made whose cryptogram never reached the terminal, proven by
+//! the card's own transaction log ([`crate::recovery`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::clock;
+use crate::recovery::Recovered;
 
 /// Errors of a field value, one per cause. Messages never repeat the value (it may be a PAN).
 #[non_exhaustive]
@@ -470,6 +477,10 @@ pub enum EntryState {
     /// Reversed/voided: the debiting command never took effect on the card (never sent, or
     /// recovery found no debit).
     Voided,
+    /// The card debited, but its cryptogram never reached the terminal: the card's transaction
+    /// log proves the debit ([`crate::recovery::Recovered`]). Money moved; no cryptogram can
+    /// be verified.
+    Recovered,
 }
 
 impl EntryState {
@@ -481,12 +492,22 @@ impl EntryState {
             Self::Declined => "declined",
             Self::Unknown => "unknown",
             Self::Voided => "voided",
+            Self::Recovered => "recovered",
         }
     }
 
     /// Final states are uploaded; `intent` and `unknown` stay local until resolved.
     pub const fn is_final(self) -> bool {
-        matches!(self, Self::ApprovedOffline | Self::Declined | Self::Voided)
+        matches!(
+            self,
+            Self::ApprovedOffline | Self::Declined | Self::Voided | Self::Recovered
+        )
+    }
+
+    /// Money moved from the cardholder's side: approved with a TC, or recovered from the
+    /// card's log.
+    pub const fn moved_money(self) -> bool {
+        matches!(self, Self::ApprovedOffline | Self::Recovered)
     }
 
     /// Whether the state machine allows `self -> next`.
@@ -495,10 +516,14 @@ impl EntryState {
             (self, next),
             (
                 Self::Intent,
-                Self::ApprovedOffline | Self::Declined | Self::Unknown | Self::Voided
+                Self::ApprovedOffline
+                    | Self::Declined
+                    | Self::Unknown
+                    | Self::Voided
+                    | Self::Recovered
             ) | (
                 Self::Unknown,
-                Self::ApprovedOffline | Self::Declined | Self::Voided
+                Self::ApprovedOffline | Self::Declined | Self::Voided | Self::Recovered
             )
         )
     }
@@ -513,6 +538,7 @@ impl FromStr for EntryState {
             "declined" => Ok(Self::Declined),
             "unknown" => Ok(Self::Unknown),
             "voided" => Ok(Self::Voided),
+            "recovered" => Ok(Self::Recovered),
             _ => Err(FieldError::State),
         }
     }
@@ -676,7 +702,7 @@ pub struct UploadEntry {
     pub batch_no: u32,
     /// Debit or credit, and which kind.
     pub kind: EntryKind,
-    /// A final state: `approved_offline`, `declined` or `voided`.
+    /// A final state: `approved_offline`, `declined`, `voided` or `recovered`.
     pub state: EntryState,
     /// Amount in fen (0.01 CNY), at most 999 999 999 999 (PBOC n12).
     pub amount_fen: u64,
@@ -690,9 +716,12 @@ pub struct UploadEntry {
     pub psn: Psn,
     /// The terminal's local date and time of the transaction.
     pub txn_time: TxnTime,
-    /// The card's answer; absent for `voided`.
+    /// The card's answer; absent for `voided` and `recovered`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card: Option<CardResult>,
+    /// For `recovered` only: the debit's ATC and the card's log record that proves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<Recovered>,
 }
 
 /// The largest amount PBOC's n12 amount field can carry.
@@ -734,15 +763,24 @@ mod tests {
     #[test]
     fn state_machine_allows_only_documented_transitions() {
         use EntryState::*;
-        let all = [Intent, ApprovedOffline, Declined, Unknown, Voided];
+        let all = [
+            Intent,
+            ApprovedOffline,
+            Declined,
+            Unknown,
+            Voided,
+            Recovered,
+        ];
         let allowed = [
             (Intent, ApprovedOffline),
             (Intent, Declined),
             (Intent, Unknown),
             (Intent, Voided),
+            (Intent, Recovered),
             (Unknown, ApprovedOffline),
             (Unknown, Declined),
             (Unknown, Voided),
+            (Unknown, Recovered),
         ];
         for a in all {
             for b in all {
@@ -751,6 +789,10 @@ mod tests {
         }
         assert!(!Intent.is_final() && !Unknown.is_final());
         assert!(ApprovedOffline.is_final() && Declined.is_final() && Voided.is_final());
+        assert!(Recovered.is_final() && Recovered.moved_money() && !Voided.moved_money());
+        for s in all {
+            assert_eq!(s.as_str().parse::<EntryState>(), Ok(s));
+        }
     }
 
     #[test]

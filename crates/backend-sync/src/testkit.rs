@@ -8,6 +8,35 @@ use card_core::crypto::sm4::Sm4MacRule;
 
 use crate::entry::{CardResult, EntryKind, HexArray, MacData, Pan, Psn, TxnTime};
 use crate::mac_data::{self, MacInputs};
+use crate::recovery::{LogRecordData, Recovered, RecoveryEvidence, RecoverySource};
+
+/// A transaction log record as a card writes it in the recommended log format of
+/// JR/T 0025.13 表9: date, time, amount, other amount, country, currency, merchant name, type,
+/// ATC.
+pub fn log_record(
+    amount_fen: u64,
+    currency: u16,
+    txn_time: &TxnTime,
+    kind: EntryKind,
+    atc: u16,
+) -> LogRecordData {
+    let t = txn_time.as_str().as_bytes();
+    let digit = |i: usize| t.get(i).map_or(0, |c| c.wrapping_sub(b'0') & 0x0f);
+    let time = [8, 10, 12].map(|i| (digit(i) << 4) | digit(i + 1));
+    let mut merchant = b"SSCARD KIOSK".to_vec();
+    merchant.resize(20, 0);
+    LogRecordData::from_fields([
+        (0x9A, txn_time.date_bcd().to_vec()),
+        (0x9F21, time.to_vec()),
+        (0x9F02, mac_data::to_bcd(amount_fen, 6)),
+        (0x9F03, vec![0; 6]),
+        (0x9F1A, vec![0x01, 0x56]),
+        (0x5F2A, mac_data::to_bcd(u64::from(currency), 2)),
+        (0x9F4E, merchant),
+        (0x9C, vec![kind.transaction_type()]),
+        (0x9F36, atc.to_be_bytes().to_vec()),
+    ])
+}
 
 /// The demo 3DES issuer master key (the published EMV test IMK, KCV 08D7).
 pub const DEMO_IMK_TDES: &str = "0123456789ABCDEFFEDCBA9876543210";
@@ -100,6 +129,32 @@ impl TestCard {
             cryptogram: HexArray(ac),
             algorithm,
             mac_data: MacData(data),
+        }
+    }
+
+    /// A debit torn after GENERATE AC: the card debits with its next ATC and logs it, the answer
+    /// is lost. Returns what the kernel's recovery finds at the next insert (the log record,
+    /// the ATC before and after; the balance is not tracked here).
+    pub fn torn_debit(
+        &mut self,
+        amount_fen: u64,
+        currency: u16,
+        txn_time: &TxnTime,
+        kind: EntryKind,
+    ) -> Recovered {
+        let atc = self.atc;
+        self.atc = self.atc.wrapping_add(1);
+        Recovered {
+            atc,
+            evidence: RecoveryEvidence {
+                source: RecoverySource::TornDebit,
+                log_record: Some(log_record(amount_fen, currency, txn_time, kind, atc)),
+                atc_before: atc.checked_sub(1),
+                atc_after: Some(atc),
+                balance_before_fen: None,
+                balance_after_fen: None,
+                note: None,
+            },
         }
     }
 }

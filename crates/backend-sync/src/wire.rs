@@ -123,6 +123,9 @@ impl Limits for UploadRequest {
 pub enum EntryStatus {
     /// Booked now.
     Booked,
+    /// Booked now without a cryptogram to verify: a `recovered` debit, proven by the card's
+    /// log only. Counted apart from the verified totals.
+    BookedUnverified,
     /// Booked earlier (this is a resend).
     Duplicate,
     /// Refused for good; `reason` says why. Resending gives the same answer.
@@ -153,6 +156,11 @@ pub enum RejectReason {
     TerminalMismatch,
     /// The sequence number or idempotency id was used before for different content.
     Conflict,
+    /// A recovered debit whose evidence is incomplete or unusable (no log record where one is
+    /// needed, a malformed record, a personal element in it, a note with a card number).
+    EvidenceInvalid,
+    /// A recovered debit claims an ATC of the card that a booked entry already used.
+    AtcConflict,
     /// A reason this client does not know (from a newer server).
     #[serde(other)]
     Other,
@@ -171,6 +179,8 @@ impl RejectReason {
             Self::MaskMismatch => "mask_mismatch",
             Self::TerminalMismatch => "terminal_mismatch",
             Self::Conflict => "conflict",
+            Self::EvidenceInvalid => "evidence_invalid",
+            Self::AtcConflict => "atc_conflict",
             Self::Other => "other",
         }
     }
@@ -366,6 +376,16 @@ pub struct Totals {
     pub credit_amount: u64,
 }
 
+/// Count and amount of recovered debits (proven by the card's log, no cryptogram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveredTotals {
+    /// Recovered debits.
+    pub count: u64,
+    /// Their amount in fen.
+    pub amount: u64,
+}
+
 /// `POST /v1/batches/close`: the terminal's totals of a settlement batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -376,19 +396,42 @@ pub struct BatchCloseRequest {
     pub totals: Totals,
     /// The sequence numbers of those entries.
     pub seqs: Vec<u64>,
+    /// The terminal's recovered debits in the batch, outside `totals`.
+    #[serde(default)]
+    pub recovered: RecoveredTotals,
+    /// Their sequence numbers.
+    #[serde(default)]
+    pub recovered_seqs: Vec<u64>,
 }
 
 impl Limits for BatchCloseRequest {
     fn check_limits(&self) -> Result<(), WireError> {
-        if self.seqs.len() > MAX_CLOSE_SEQS {
-            return Err(WireError::TooMany {
-                what: "seqs",
-                count: self.seqs.len(),
-                max: MAX_CLOSE_SEQS,
-            });
+        for (what, list) in [
+            ("seqs", &self.seqs),
+            ("recovered_seqs", &self.recovered_seqs),
+        ] {
+            if list.len() > MAX_CLOSE_SEQS {
+                return Err(WireError::TooMany {
+                    what,
+                    count: list.len(),
+                    max: MAX_CLOSE_SEQS,
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// The recovered debits of a batch on both sides: the difference between the money the cards
+/// moved and the verified totals, named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RecoveredSummary {
+    /// What the terminal said.
+    pub terminal: RecoveredTotals,
+    /// What the server booked unverified.
+    pub server: RecoveredTotals,
+    /// The sequence numbers the server booked unverified.
+    pub seqs: Vec<u64>,
 }
 
 /// The answer to a batch close.
@@ -402,10 +445,13 @@ pub struct BatchCloseResponse {
     pub terminal: Totals,
     /// What the server booked.
     pub server: Totals,
-    /// Approved on the terminal, not booked on the server (upload them again).
+    /// Approved or recovered on the terminal, not booked so on the server (upload them again).
     pub missing_on_server: Vec<u64>,
-    /// Booked on the server as approved, not listed by the terminal.
+    /// Booked on the server as approved or recovered, not listed so by the terminal.
     pub unknown_to_terminal: Vec<u64>,
+    /// Recovered debits, outside `terminal` and `server`.
+    #[serde(default)]
+    pub recovered: RecoveredSummary,
 }
 
 impl Limits for BatchCloseResponse {}

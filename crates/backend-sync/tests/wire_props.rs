@@ -13,7 +13,9 @@
 use backend_sync::entry::{
     CardResult, EntryKind, EntryState, HexArray, IdempotencyId, MacData, UploadEntry,
 };
+use backend_sync::recovery::{Recovered, RecoveryEvidence, RecoverySource};
 use backend_sync::signing::{RequestAuth, sign_request};
+use backend_sync::testkit;
 use backend_sync::wire::{
     self, BatchCloseRequest, CardholderPage, HotListDelta, Message, ParameterSet, RegisterRequest,
     SignedEnvelope, UploadRequest, UploadResponse, WireError,
@@ -53,9 +55,14 @@ fn arb_entry() -> impl Strategy<Value = UploadEntry> {
             any::<[u8; 8]>(),
             proptest::collection::vec(any::<u8>(), 1..64),
         )),
+        proptest::option::of((any::<u16>(), proptest::option::of(any::<u16>()))),
     )
         .prop_map(
-            |(seq, id, batch, kind, state, amount, pan, psn, (y, mo, d, h, mi, s), card)| {
+            |(seq, id, batch, kind, state, amount, pan, psn, (y, mo, d, h, mi, s), card, rec)| {
+                let txn_time: backend_sync::entry::TxnTime =
+                    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
+                        .parse()
+                        .unwrap();
                 let pan: backend_sync::entry::Pan = pan.parse().unwrap();
                 UploadEntry {
                     terminal_id: "T-1".parse().unwrap(),
@@ -69,9 +76,21 @@ fn arb_entry() -> impl Strategy<Value = UploadEntry> {
                     pan_masked: pan.masked(),
                     pan,
                     psn: psn.parse().unwrap(),
-                    txn_time: format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
-                        .parse()
-                        .unwrap(),
+                    recovered: rec.map(|(atc, before)| Recovered {
+                        atc,
+                        evidence: RecoveryEvidence {
+                            source: RecoverySource::TornDebit,
+                            log_record: Some(testkit::log_record(
+                                amount, 156, &txn_time, kind, atc,
+                            )),
+                            atc_before: before,
+                            atc_after: Some(atc),
+                            balance_before_fen: None,
+                            balance_after_fen: None,
+                            note: None,
+                        },
+                    }),
+                    txn_time,
                     card: card.map(|(atc, cid, ac, data)| CardResult {
                         atc,
                         cid: HexArray([cid]),

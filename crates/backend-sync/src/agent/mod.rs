@@ -100,6 +100,8 @@ pub struct Progress {
     pub duplicate: u64,
     /// Rejected.
     pub rejected: u64,
+    /// Of `booked`, those booked unverified (recovered debits, no cryptogram).
+    pub unverified: u64,
 }
 
 /// What a run did.
@@ -297,6 +299,10 @@ impl Agent {
                 report.upload.done += 1;
                 match r.status {
                     EntryStatus::Booked => report.upload.booked += 1,
+                    EntryStatus::BookedUnverified => {
+                        report.upload.booked += 1;
+                        report.upload.unverified += 1;
+                    }
                     EntryStatus::Duplicate => report.upload.duplicate += 1,
                     EntryStatus::Rejected => {
                         report.upload.rejected += 1;
@@ -317,10 +323,13 @@ impl Agent {
         let mut requeued = false;
         for b in self.ledger.batches_ready_to_close()? {
             let (totals, seqs) = self.ledger.batch_totals(b)?;
+            let (recovered, recovered_seqs) = self.ledger.batch_recovered(b)?;
             let req = BatchCloseRequest {
                 batch_no: b,
                 totals,
                 seqs,
+                recovered,
+                recovered_seqs,
             };
             let answer: BatchCloseResponse = self
                 .req(Method::POST, "/v1/batches/close", &wire::encode(&req))
@@ -451,6 +460,26 @@ impl Agent {
             }
         }
     }
+}
+
+/// The lines `sync-agent unresolved` prints: each entry still `intent` or `unknown`, with its
+/// amount, masked PAN, time and the last note (what an unclear recovery found).
+pub fn unresolved_lines(ledger: &Ledger) -> Result<Vec<String>, AgentError> {
+    let mut lines = Vec::new();
+    for seq in ledger.unresolved()? {
+        if let Some(e) = ledger.entry(seq)? {
+            lines.push(format!(
+                "seq {}\t{}\t{} fen\t{}\t{}\t{}",
+                e.seq,
+                e.state.as_str(),
+                e.amount_fen,
+                e.pan_masked,
+                e.txn_time.as_str(),
+                e.note.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 /// The lines `sync-agent status` prints.

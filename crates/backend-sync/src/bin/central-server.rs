@@ -98,6 +98,9 @@ enum Command {
     },
     /// Print per-terminal booking figures.
     Report,
+    /// List recovered debits booked unverified (proven by the card's log, no cryptogram), for
+    /// an operator to settle with the issuer.
+    Recovered,
     /// Serve the sync protocol.
     Serve {
         /// Address to listen on (port 0 picks one; the address is printed).
@@ -245,11 +248,43 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Report => {
             let db = open_db(&cli).await?;
-            println!("terminal\tbooked\trejected\tapproved\tnet_fen\tmax_seq");
+            println!(
+                "terminal\tbooked\trejected\tapproved\tnet_fen\tmax_seq\trecovered\trecovered_fen"
+            );
             for r in admin::report(&db).await? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
-                    r.terminal_id, r.booked, r.rejected, r.approved, r.approved_net_fen, r.max_seq
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.terminal_id,
+                    r.booked,
+                    r.rejected,
+                    r.approved,
+                    r.approved_net_fen,
+                    r.max_seq,
+                    r.recovered,
+                    r.recovered_fen
+                );
+            }
+        }
+        Command::Recovered => {
+            let db = open_db(&cli).await?;
+            println!("terminal\tseq\tbatch\tcard\tamount_fen\ttime\tatc\tsource\tlog_record\tnote");
+            for r in admin::recovered_entries(&db).await? {
+                let e = &r.recovered.evidence;
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.terminal_id,
+                    r.seq,
+                    r.batch_no,
+                    r.pan_masked,
+                    r.amount_fen,
+                    r.txn_time,
+                    r.recovered.atc,
+                    e.source.as_str(),
+                    e.log_record
+                        .as_ref()
+                        .map(|l| hex::encode_upper(l.to_tlv()))
+                        .unwrap_or_default(),
+                    e.note.as_deref().unwrap_or("")
                 );
             }
         }

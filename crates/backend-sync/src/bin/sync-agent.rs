@@ -7,6 +7,9 @@
 //! sync-agent ... once --server https://host:8443 --key terminal.key --ca ca.pem
 //! sync-agent ... run  --server https://host:8443 --key terminal.key --ca ca.pem --interval 30
 //! sync-agent ... status
+//! sync-agent ... unresolved
+//! sync-agent ... resolve --seq 17 --debited-atc 42 --note "card log read at counter 3"
+//! sync-agent ... resolve --seq 18 --not-debited --note "card log shows no debit"
 //! ```
 //!
 //! Exit codes: 0 done, 1 error (configuration, ledger), 2 the server refused for good or a
@@ -18,10 +21,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backend_sync::agent::backoff::RetryPolicy;
-use backend_sync::agent::{Agent, AgentConfig, AgentError, Progress, read_key_file, status_lines};
+use backend_sync::agent::{
+    Agent, AgentConfig, AgentError, Progress, read_key_file, status_lines, unresolved_lines,
+};
 use backend_sync::entry::TerminalId;
 use backend_sync::field_crypto::FieldKey;
-use backend_sync::ledger::Ledger;
+use backend_sync::ledger::{Ledger, OperatorFinding};
+use backend_sync::recovery::LogRecordData;
 use card_core::crypto::sm2::Sm2PrivateKey;
 use clap::{Args, Parser, Subcommand};
 
@@ -108,6 +114,29 @@ enum Command {
     CloseBatch,
     /// Print pending, failed, last success, hot-list version.
     Status,
+    /// List the entries still `intent` or `unknown` (waiting for their card, or for an
+    /// operator when recovery could not settle them), with the last note.
+    Unresolved,
+    /// Settle an unresolved entry by hand, from the card's log read elsewhere or the issuer's
+    /// records: --not-debited voids it; --debited-atc records it as a recovered debit (booked
+    /// unverified by the server).
+    Resolve {
+        /// The entry.
+        #[arg(long)]
+        seq: u64,
+        /// The card was not debited.
+        #[arg(long, conflicts_with = "debited_atc")]
+        not_debited: bool,
+        /// The card was debited; its ATC for that debit.
+        #[arg(long, required_unless_present = "not_debited")]
+        debited_atc: Option<u16>,
+        /// The card's log record of the debit, as hex TLV, if read.
+        #[arg(long, requires = "debited_atc")]
+        log_record: Option<String>,
+        /// What the finding rests on (never a card number).
+        #[arg(long)]
+        note: String,
+    },
 }
 
 fn field_key(cli: &Cli) -> Result<FieldKey> {
@@ -214,12 +243,17 @@ fn real_main(cli: &Cli) -> Result<()> {
             let mut p = progress_printer();
             let r = rt.block_on(a.sync_once(&mut p))?;
             println!(
-                "sync ok: uploaded {} (booked {}, duplicate {}, rejected {}), dead-lettered {}, \
+                "sync ok: uploaded {} (booked {}, duplicate {}, rejected {}){}, dead-lettered {}, \
                  hot list v{}, parameters v{}, cardholders v{}",
                 r.upload.done,
                 r.upload.booked,
                 r.upload.duplicate,
                 r.upload.rejected,
+                if r.upload.unverified > 0 {
+                    format!(" of which {} recovered, unverified", r.upload.unverified)
+                } else {
+                    String::new()
+                },
                 r.dead_lettered,
                 r.hotlist_version,
                 r.params_version,
@@ -227,12 +261,23 @@ fn real_main(cli: &Cli) -> Result<()> {
             );
             for b in &r.batches {
                 println!(
-                    "batch {}: {}",
+                    "batch {}: {}{}",
                     b.batch_no,
                     if b.balanced {
                         "balanced"
                     } else {
                         "NOT balanced"
+                    },
+                    if b.recovered.server.count > 0 || b.recovered.terminal.count > 0 {
+                        format!(
+                            " (recovered debits apart: terminal {} / {} fen, server {} / {} fen)",
+                            b.recovered.terminal.count,
+                            b.recovered.terminal.amount,
+                            b.recovered.server.count,
+                            b.recovered.server.amount
+                        )
+                    } else {
+                        String::new()
                     }
                 );
             }
@@ -259,6 +304,39 @@ fn real_main(cli: &Cli) -> Result<()> {
             for line in status_lines(&l)? {
                 println!("{line}");
             }
+        }
+        Command::Unresolved => {
+            let terminal: TerminalId = cli.terminal.parse().context("terminal id")?;
+            let l = Ledger::open(&cli.ledger, &terminal, field_key(cli)?)?;
+            for line in unresolved_lines(&l)? {
+                println!("{line}");
+            }
+        }
+        Command::Resolve {
+            seq,
+            not_debited,
+            debited_atc,
+            log_record,
+            note,
+        } => {
+            let terminal: TerminalId = cli.terminal.parse().context("terminal id")?;
+            let mut l = Ledger::open(&cli.ledger, &terminal, field_key(cli)?)?;
+            let finding = match (not_debited, debited_atc) {
+                (true, None) => OperatorFinding::NotDebited,
+                (false, Some(atc)) => OperatorFinding::Debited {
+                    atc: *atc,
+                    log_record: match log_record {
+                        Some(h) => Some(
+                            LogRecordData::from_tlv(&hex::decode(h).context("log record hex")?)
+                                .context("log record")?,
+                        ),
+                        None => None,
+                    },
+                },
+                _ => anyhow::bail!("give --not-debited or --debited-atc"),
+            };
+            let state = l.resolve_by_operator(*seq, &finding, note)?;
+            println!("seq {seq}: {}", state.as_str());
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Ledger, LedgerError};
 use crate::clock;
-use crate::wire::{BatchCloseResponse, Totals};
+use crate::wire::{BatchCloseResponse, RecoveredTotals, Totals};
 
 /// The open batch, creating batch 1 if there is none.
 pub(crate) fn current_batch_in(tx: &Transaction<'_>, now: i64) -> Result<u32, LedgerError> {
@@ -121,6 +121,32 @@ impl Ledger {
                 t.debit_count += 1;
                 t.debit_amount += amount;
             }
+            seqs.push(u64::try_from(seq).map_err(|_| LedgerError::Corrupt("seq"))?);
+        }
+        Ok((t, seqs))
+    }
+
+    /// The terminal's recovered debits in a batch (proven by the card's log, no cryptogram;
+    /// outside [`Ledger::batch_totals`]), and their sequence numbers.
+    pub fn batch_recovered(
+        &self,
+        batch_no: u32,
+    ) -> Result<(RecoveredTotals, Vec<u64>), LedgerError> {
+        let sql = format!(
+            "SELECT e.seq, e.amount_fen {} WHERE e.batch_no = ?1
+               AND o.state = 'recovered' ORDER BY e.seq",
+            super::payments::ENTRY_FROM
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let mut rows = stmt.query(params![batch_no])?;
+        let mut t = RecoveredTotals::default();
+        let mut seqs = Vec::new();
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let amount =
+                u64::try_from(r.get::<_, i64>(1)?).map_err(|_| LedgerError::Corrupt("amount"))?;
+            t.count += 1;
+            t.amount += amount;
             seqs.push(u64::try_from(seq).map_err(|_| LedgerError::Corrupt("seq"))?);
         }
         Ok((t, seqs))

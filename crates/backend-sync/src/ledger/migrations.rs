@@ -87,6 +87,27 @@ pub const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         detail TEXT
      );",
+    // 3: recovered debits (the card's log proves a debit whose cryptogram never reached the
+    // terminal) and the state machine in the schema. `evidence` holds the JSON of
+    // `recovery::RecoveryEvidence` (no PAN: the entry holds it sealed). The triggers refuse an
+    // unknown state, an outcome the state machine does not allow after the entry's latest one
+    // (`unknown` may follow `unknown` only with a note: an unclear recovery), and a `recovered`
+    // outcome without its ATC and evidence, with a cryptogram, or evidence on any other state.
+    "ALTER TABLE outcomes ADD COLUMN evidence TEXT;
+     CREATE TRIGGER outcomes_state_known BEFORE INSERT ON outcomes
+        WHEN NEW.state NOT IN ('approved_offline', 'declined', 'unknown', 'voided', 'recovered')
+        BEGIN SELECT RAISE(ABORT, 'ledger outcome state unknown'); END;
+     CREATE TRIGGER outcomes_transition BEFORE INSERT ON outcomes
+        WHEN EXISTS (SELECT 1 FROM outcomes WHERE seq = NEW.seq)
+         AND NOT ((SELECT state FROM outcomes WHERE seq = NEW.seq ORDER BY id DESC LIMIT 1)
+                      = 'unknown'
+                  AND (NEW.state <> 'unknown' OR NEW.note IS NOT NULL))
+        BEGIN SELECT RAISE(ABORT, 'ledger outcome not allowed after the entry''s state'); END;
+     CREATE TRIGGER outcomes_recovered_evidence BEFORE INSERT ON outcomes
+        WHEN (NEW.state = 'recovered')
+             <> (NEW.evidence IS NOT NULL AND NEW.atc IS NOT NULL AND NEW.cryptogram IS NULL)
+          OR (NEW.state <> 'recovered' AND NEW.evidence IS NOT NULL)
+        BEGIN SELECT RAISE(ABORT, 'a recovered outcome needs its ATC and evidence, and only it'); END;",
 ];
 
 /// The schema version this code writes.

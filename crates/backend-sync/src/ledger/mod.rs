@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::entry::{EntryState, FieldError, TerminalId};
 use crate::field_crypto::{FieldCryptoError, FieldKey};
 
-pub use payments::{Intent, LedgerEntry, NewPayment, Outcome};
+pub use payments::{Intent, LedgerEntry, NewPayment, OperatorFinding, Outcome};
 pub use upload_queue::{SyncSummary, UploadState};
 
 /// Errors of the ledger, one variant per cause. None carries a PAN or a key.
@@ -85,6 +85,14 @@ pub enum LedgerError {
     /// Amount zero or above n12.
     #[error("amount must be 1 to 999999999999 fen")]
     Amount,
+    /// A recovered debit's evidence does not hold, or a note is unusable.
+    #[error("entry {seq}: {source}")]
+    Evidence {
+        /// Entry.
+        seq: u64,
+        /// Why.
+        source: crate::recovery::EvidenceError,
+    },
     /// A stored value cannot be read back.
     #[error("corrupt ledger value in {0}")]
     Corrupt(&'static str),

@@ -2,6 +2,11 @@
 //! disk) before the kernel sends the card command that can debit; [`Ledger::record_outcome`]
 //! appends what happened after. Neither ever updates or deletes a row (the schema's triggers
 //! refuse it); an entry's state is its latest outcome, or `intent` if it has none.
+//!
+//! A debit whose cryptogram never reached the terminal is recorded as [`Outcome::Recovered`],
+//! with the card's log record as evidence; a recovery the card's state does not settle leaves
+//! the entry `unknown` with a note ([`Outcome::Unclear`]) for an operator
+//! (`sync-agent unresolved`, `sync-agent resolve`).
 
 use rusqlite::{OptionalExtension, params};
 
@@ -11,6 +16,7 @@ use crate::entry::{
     CardResult, CryptogramType, EntryKind, EntryState, HexArray, IdempotencyId, MAX_AMOUNT_FEN,
     MacData, Pan, Psn, TxnTime, UploadEntry,
 };
+use crate::recovery::{self, LogRecordData, Recovered, RecoveryEvidence, RecoverySource};
 
 /// What the kernel knows before the card command.
 #[derive(Debug, Clone)]
@@ -54,17 +60,45 @@ pub enum Outcome {
         /// Why.
         note: String,
     },
+    /// The card debited but its cryptogram never reached the terminal; the card's log proves
+    /// the debit (a torn GENERATE AC found at the next insert, a qPBOC debit the terminal
+    /// declined after, or an operator's resolution). Final, uploaded, booked unverified.
+    Recovered(Recovered),
+    /// Recovery looked at the card and could not settle the entry (the card's ATC, balance and
+    /// log disagree or are missing): the entry becomes or stays `unknown`, with `note` for an
+    /// operator. Allowed from `intent` and `unknown`.
+    Unclear {
+        /// What recovery found (at most 200 characters, never a card number).
+        note: String,
+    },
 }
 
 impl Outcome {
-    fn state(&self) -> EntryState {
+    /// The state the entry has after this outcome.
+    pub fn state(&self) -> EntryState {
         match self {
             Self::Approved(_) => EntryState::ApprovedOffline,
             Self::Declined(_) => EntryState::Declined,
-            Self::Unknown => EntryState::Unknown,
+            Self::Unknown | Self::Unclear { .. } => EntryState::Unknown,
             Self::Voided { .. } => EntryState::Voided,
+            Self::Recovered(_) => EntryState::Recovered,
         }
     }
+}
+
+/// What an operator found about an entry recovery could not settle (the card's log printed at a
+/// counter reader, the issuer's records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorFinding {
+    /// The card was not debited: the entry becomes `voided`.
+    NotDebited,
+    /// The card was debited with this ATC: the entry becomes `recovered` (booked unverified).
+    Debited {
+        /// The debit's ATC.
+        atc: u16,
+        /// The card's log record of the debit, if the operator read it.
+        log_record: Option<LogRecordData>,
+    },
 }
 
 /// An entry as the ledger holds it, without the PAN in clear.
@@ -90,6 +124,10 @@ pub struct LedgerEntry {
     pub state: EntryState,
     /// The card's answer, if any.
     pub card: Option<CardResult>,
+    /// For `recovered`: the debit's ATC and its evidence.
+    pub recovered: Option<Recovered>,
+    /// The latest outcome's note (why voided, what an unclear recovery found).
+    pub note: Option<String>,
     /// Unix seconds the intent was written.
     pub created_at: i64,
 }
@@ -104,7 +142,10 @@ pub(crate) fn psn_aad(seq: u64) -> Vec<u8> {
 
 pub(crate) const ENTRY_COLUMNS: &str = "e.seq, e.idempotency_id, e.batch_no, e.kind, e.amount_fen, \
      e.currency, e.pan_masked, e.txn_time, e.created_at, \
-     o.state, o.atc, o.cid, o.cryptogram, o.algorithm, o.mac_data";
+     o.state, o.atc, o.cid, o.cryptogram, o.algorithm, o.mac_data, o.note, o.evidence";
+
+/// Columns of [`ENTRY_COLUMNS`]; a query may select more after them.
+pub(crate) const ENTRY_COLUMN_COUNT: usize = 17;
 
 /// The latest outcome of each entry, joined (LEFT JOIN: none means `intent`).
 pub(crate) const ENTRY_FROM: &str = "FROM entries e LEFT JOIN outcomes o ON o.id = \
@@ -137,6 +178,16 @@ pub(crate) fn row_to_entry(r: &rusqlite::Row<'_>) -> Result<LedgerEntry, LedgerE
         }),
         _ => None,
     };
+    let evidence: Option<String> = r.get(16)?;
+    let recovered = match (state, evidence, atc) {
+        (EntryState::Recovered, Some(json), Some(atc)) => Some(Recovered {
+            atc: u16::try_from(atc).map_err(|_| LedgerError::Corrupt("atc"))?,
+            evidence: serde_json::from_str::<RecoveryEvidence>(&json)
+                .map_err(|_| LedgerError::Corrupt("outcomes.evidence"))?,
+        }),
+        (EntryState::Recovered, _, _) => return Err(LedgerError::Corrupt("outcomes.evidence")),
+        _ => None,
+    };
     Ok(LedgerEntry {
         seq: u64::try_from(seq).map_err(|_| LedgerError::Corrupt("seq"))?,
         idempotency_id: idem.parse()?,
@@ -148,6 +199,8 @@ pub(crate) fn row_to_entry(r: &rusqlite::Row<'_>) -> Result<LedgerEntry, LedgerE
         txn_time: TxnTime::try_from(r.get::<_, String>(7)?)?,
         state,
         card,
+        recovered,
+        note: r.get(15)?,
         created_at: r.get(8)?,
     })
 }
@@ -208,10 +261,20 @@ impl Ledger {
     }
 
     /// Append the outcome of a payment. The state machine of [`EntryState::can_become`] is
-    /// enforced, and the cryptogram type must fit (TC for approved, AAC for declined). A final
-    /// outcome queues the entry for upload in the same transaction.
+    /// enforced (and [`Outcome::Unclear`] may also follow `unknown`), the cryptogram type must
+    /// fit (TC for approved, AAC for declined), and a recovered debit's evidence must agree
+    /// with the entry ([`Recovered::check`]). A final outcome queues the entry for upload in
+    /// the same transaction.
     pub fn record_outcome(&mut self, seq: u64, outcome: &Outcome) -> Result<(), LedgerError> {
         let to = outcome.state();
+        let note = match outcome {
+            Outcome::Voided { note } | Outcome::Unclear { note } => Some(note.as_str()),
+            Outcome::Recovered(r) => r.evidence.note.as_deref(),
+            _ => None,
+        };
+        if let Some(n) = note {
+            recovery::check_note(n).map_err(|source| LedgerError::Evidence { seq, source })?;
+        }
         let card = match outcome {
             Outcome::Approved(c) => {
                 if c.cryptogram_type() != CryptogramType::Tc {
@@ -231,26 +294,40 @@ impl Ledger {
                 }
                 Some(c)
             }
-            Outcome::Unknown | Outcome::Voided { .. } => None,
+            Outcome::Unknown
+            | Outcome::Voided { .. }
+            | Outcome::Recovered(_)
+            | Outcome::Unclear { .. } => None,
         };
-        let note = match outcome {
-            Outcome::Voided { note } => Some(note.as_str()),
-            _ => None,
+        let (note, recovered) = match outcome {
+            Outcome::Voided { note } | Outcome::Unclear { note } => (Some(note.as_str()), None),
+            Outcome::Recovered(r) => (None, Some(r)),
+            _ => (None, None),
         };
+        let evidence = recovered
+            .map(|r| serde_json::to_string(&r.evidence).map_err(|_| LedgerError::Encoding))
+            .transpose()?;
         let now = clock::unix_now();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let seq_i = to_i64(seq)?;
-        let exists: Option<i64> = tx
+        let entry: Option<(String, i64, i64, String)> = tx
             .query_row(
-                "SELECT seq FROM entries WHERE seq = ?1",
+                "SELECT kind, amount_fen, currency, txn_time FROM entries WHERE seq = ?1",
                 params![seq_i],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        if exists.is_none() {
+        let Some((kind, amount, currency, txn_time)) = entry else {
             return Err(LedgerError::NoSuchEntry(seq));
+        };
+        if let Some(r) = recovered {
+            let kind: EntryKind = kind.parse()?;
+            let amount = u64::try_from(amount).map_err(|_| LedgerError::Corrupt("amount"))?;
+            let currency = u16::try_from(currency).map_err(|_| LedgerError::Corrupt("currency"))?;
+            r.check(amount, currency, &TxnTime::try_from(txn_time)?, kind)
+                .map_err(|source| LedgerError::Evidence { seq, source })?;
         }
         let current: Option<String> = tx
             .query_row(
@@ -263,7 +340,8 @@ impl Ledger {
             Some(s) => state_from_db(&s)?,
             None => EntryState::Intent,
         };
-        if !from.can_become(to) {
+        let renote = from == EntryState::Unknown && matches!(outcome, Outcome::Unclear { .. });
+        if !from.can_become(to) && !renote {
             return Err(LedgerError::Transition {
                 seq,
                 from: from.as_str(),
@@ -272,18 +350,19 @@ impl Ledger {
         }
         tx.execute(
             "INSERT INTO outcomes (seq, state, atc, cid, cryptogram, algorithm, mac_data, note,
-                recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                recorded_at, evidence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 seq_i,
                 to.as_str(),
-                card.map(|c| c.atc),
+                card.map(|c| c.atc).or(recovered.map(|r| r.atc)),
                 card.map(|c| c.cid.0[0]),
                 card.map(|c| String::from(c.cryptogram)),
                 card.map(|c| c.algorithm.as_str()),
                 card.map(|c| String::from(c.mac_data.clone())),
                 note,
-                now
+                now,
+                evidence
             ],
         )?;
         if to.is_final() {
@@ -294,6 +373,42 @@ impl Ledger {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Settle an entry still `intent` or `unknown` by an operator's finding: `voided`, or
+    /// `recovered` with [`RecoverySource::Operator`] evidence (checked like any other). `note`
+    /// says what the finding rests on (required; never a card number). Returns the new state.
+    pub fn resolve_by_operator(
+        &mut self,
+        seq: u64,
+        finding: &OperatorFinding,
+        note: &str,
+    ) -> Result<EntryState, LedgerError> {
+        let outcome = match finding {
+            OperatorFinding::NotDebited => Outcome::Voided {
+                note: format!("operator: {note}"),
+            },
+            OperatorFinding::Debited { atc, log_record } => Outcome::Recovered(Recovered {
+                atc: *atc,
+                evidence: RecoveryEvidence {
+                    source: RecoverySource::Operator,
+                    log_record: log_record.clone(),
+                    atc_before: None,
+                    atc_after: None,
+                    balance_before_fen: None,
+                    balance_after_fen: None,
+                    note: Some(note.to_string()),
+                },
+            }),
+        };
+        if note.trim().is_empty() {
+            return Err(LedgerError::Evidence {
+                seq,
+                source: recovery::EvidenceError::MissingNote,
+            });
+        }
+        self.record_outcome(seq, &outcome)?;
+        Ok(outcome.state())
     }
 
     /// One entry, or `None`.
@@ -357,6 +472,7 @@ impl Ledger {
             psn: psn.as_str().parse()?,
             txn_time: e.txn_time,
             card: e.card,
+            recovered: e.recovered,
         })
     }
 }

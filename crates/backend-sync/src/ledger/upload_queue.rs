@@ -5,7 +5,7 @@
 
 use rusqlite::params;
 
-use super::payments::{ENTRY_COLUMNS, row_to_entry};
+use super::payments::{ENTRY_COLUMN_COUNT, ENTRY_COLUMNS, row_to_entry};
 use super::{Ledger, LedgerError};
 use crate::clock;
 use crate::entry::UploadEntry;
@@ -79,8 +79,8 @@ impl Ledger {
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let e = row_to_entry(r)?;
-            let pan_enc: Vec<u8> = r.get(15)?;
-            let psn_enc: Vec<u8> = r.get(16)?;
+            let pan_enc: Vec<u8> = r.get(ENTRY_COLUMN_COUNT)?;
+            let psn_enc: Vec<u8> = r.get(ENTRY_COLUMN_COUNT + 1)?;
             out.push(self.upload_form(e, &pan_enc, &psn_enc)?);
         }
         Ok(out)
@@ -116,6 +116,8 @@ impl Ledger {
             for r in results {
                 let (state, reason) = match r.status {
                     EntryStatus::Booked | EntryStatus::Duplicate => ("booked", None),
+                    // A recovered debit: booked, with no cryptogram the server could verify.
+                    EntryStatus::BookedUnverified => ("booked", Some("unverified")),
                     EntryStatus::Rejected => {
                         ("rejected", Some(r.reason.map_or("other", |x| x.as_str())))
                     }

@@ -37,6 +37,9 @@ pub enum AdminError {
     /// The random number generator failed.
     #[error("random number generator failed")]
     Rng,
+    /// A stored value cannot be read back.
+    #[error("stored value unreadable: {0}")]
+    Corrupt(&'static str),
     /// A parameter name or value out of bounds.
     #[error(
         "parameter names are 1-64 characters of a-z, 0-9 and '_'; values at most 256 characters"
@@ -301,6 +304,10 @@ pub struct TerminalReport {
     pub approved_net_fen: i64,
     /// Highest sequence number seen.
     pub max_seq: u64,
+    /// Recovered debits booked unverified (no cryptogram; outside `approved`).
+    pub recovered: u64,
+    /// Their amount in fen.
+    pub recovered_fen: i64,
 }
 
 /// Per-terminal counts and amounts.
@@ -313,7 +320,9 @@ pub async fn report(db: &Db) -> Result<Vec<TerminalReport>, AdminError> {
                 CAST(SUM(CASE WHEN status = 'booked' AND state = 'approved_offline' THEN 1 ELSE 0 END) AS BIGINT),
                 CAST(SUM(CASE WHEN status = 'booked' AND state = 'approved_offline'
                     THEN (CASE WHEN kind = 'refund' THEN -amount_fen ELSE amount_fen END) ELSE 0 END) AS BIGINT),
-                CAST(MAX(seq) AS BIGINT)
+                CAST(MAX(seq) AS BIGINT),
+                CAST(SUM(CASE WHEN status = 'booked_unverified' THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN status = 'booked_unverified' THEN amount_fen ELSE 0 END) AS BIGINT)
              FROM entries GROUP BY terminal_id ORDER BY terminal_id",
             vec![],
         )
@@ -328,6 +337,54 @@ pub async fn report(db: &Db) -> Result<Vec<TerminalReport>, AdminError> {
             approved: u(3)?,
             approved_net_fen: r.int(4)?,
             max_seq: u(5)?,
+            recovered: u(6)?,
+            recovered_fen: r.int(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A recovered debit as `central-server recovered` lists it for an operator to settle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredLine {
+    /// Terminal.
+    pub terminal_id: String,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Settlement batch.
+    pub batch_no: u64,
+    /// Masked PAN.
+    pub pan_masked: String,
+    /// Amount in fen.
+    pub amount_fen: i64,
+    /// Transaction time.
+    pub txn_time: String,
+    /// The recovered ATC and its evidence.
+    pub recovered: crate::recovery::Recovered,
+}
+
+/// Every recovered debit booked unverified, oldest first.
+pub async fn recovered_entries(db: &Db) -> Result<Vec<RecoveredLine>, AdminError> {
+    let rows = db
+        .query(
+            "SELECT terminal_id, seq, batch_no, pan_masked, amount_fen, txn_time, recovery
+             FROM entries WHERE status = 'booked_unverified'
+             ORDER BY booked_at, terminal_id, seq",
+            vec![],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let recovered = serde_json::from_str(&r.text(6)?)
+            .map_err(|_| AdminError::Corrupt("entries.recovery"))?;
+        out.push(RecoveredLine {
+            terminal_id: r.text(0)?,
+            seq: u64::try_from(r.int(1)?).unwrap_or(0),
+            batch_no: u64::try_from(r.int(2)?).unwrap_or(0),
+            pan_masked: r.text(3)?,
+            amount_fen: r.int(4)?,
+            txn_time: r.text(5)?,
+            recovered,
         });
     }
     Ok(out)

@@ -9,6 +9,11 @@
 //! sequence number) and the unique idempotency id make a second insert of the same entry a
 //! no-op even from another server instance at the same moment; an insert that did nothing is
 //! answered from the row that won.
+//!
+//! A `recovered` entry (a debit proven by the card's log, no cryptogram) has nothing for the HSM
+//! to verify. Its evidence is checked against the entry ([`Recovered::check`]) and its ATC
+//! against the card's other bookings (none may have used it), and it is stored as
+//! `booked_unverified`: outside the verified totals, reported apart at reconciliation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,9 +27,10 @@ use super::db::{Row, Stmt, Val};
 use super::hsm::HsmError;
 use super::{ApiError, AppState, Request, json_response};
 use crate::clock;
-use crate::entry::{CNY, CryptogramType, EntryState, MAX_AMOUNT_FEN, UploadEntry};
-use crate::field_crypto::ct_eq;
+use crate::entry::{CNY, CryptogramType, EntryState, MAX_AMOUNT_FEN, Pan, Psn, UploadEntry};
+use crate::field_crypto::{FieldKey, ct_eq};
 use crate::mac_data;
+use crate::recovery::Recovered;
 use crate::signing;
 use crate::wire::{
     self, EntryResult, EntryStatus, ErrorCode, RegisterRequest, RegisterResponse, RejectReason,
@@ -143,6 +149,23 @@ fn static_check(e: &UploadEntry) -> Result<(), RejectReason> {
     if e.pan_masked != e.pan.masked() {
         return Err(RejectReason::MaskMismatch);
     }
+    match (&e.recovered, e.state) {
+        (Some(r), EntryState::Recovered) if e.card.is_none() => {
+            return r
+                .check(e.amount_fen, e.currency, &e.txn_time, e.kind)
+                .map_err(|x| {
+                    if x.is_mismatch() {
+                        RejectReason::DataMismatch
+                    } else {
+                        RejectReason::EvidenceInvalid
+                    }
+                });
+        }
+        (None, EntryState::Recovered) | (Some(_), _) => {
+            return Err(RejectReason::StateInconsistent);
+        }
+        (None, _) => {}
+    }
     let want = match e.state {
         EntryState::ApprovedOffline => Some(CryptogramType::Tc),
         EntryState::Declined => Some(CryptogramType::Aac),
@@ -195,7 +218,7 @@ fn answer_known(
     if !same {
         return (EntryStatus::Rejected, Some(RejectReason::Conflict));
     }
-    if known.status == "booked" {
+    if known.status == "booked" || known.status == "booked_unverified" {
         (EntryStatus::Duplicate, None)
     } else {
         (
@@ -280,6 +303,116 @@ async fn lookup(
     Ok((by_seq, by_id))
 }
 
+/// The keyed blind index of a card (PAN and PSN): finds a card's bookings without its PAN.
+pub fn card_index(key: &FieldKey, pan: &Pan, psn: &Psn) -> [u8; 32] {
+    key.blind_index("card", &format!("{}/{}", pan.expose(), psn.as_str()))
+}
+
+/// Give every entry booked before schema version 2 its card index (run at start-up; idempotent,
+/// so several instances may run it at once). Returns how many rows it filled.
+pub async fn backfill_card_index(db: &super::db::Db, key: &FieldKey) -> Result<u64, ApiError> {
+    let rows = db
+        .query(
+            "SELECT terminal_id, seq, pan_enc, psn_enc FROM entries WHERE card_index IS NULL",
+            vec![],
+        )
+        .await
+        .map_err(|e| ApiError::db(&e))?;
+    let mut n = 0;
+    for r in rows {
+        let e = |x: super::db::DbError| ApiError::db(&x);
+        let terminal = r.text(0).map_err(e)?;
+        let seq = r.int(1).map_err(e)?;
+        let open = |what: &str, sealed: &[u8]| {
+            key.open_str(
+                format!("entries.{what}:{terminal}:{seq}").as_bytes(),
+                sealed,
+            )
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "a stored PAN does not open with the field key",
+                )
+            })
+        };
+        let pan = open("pan", &r.bytes(2).map_err(e)?)?;
+        let psn = open("psn", &r.bytes(3).map_err(e)?)?;
+        let (Ok(pan), Ok(psn)) = (pan.parse::<Pan>(), psn.parse::<Psn>()) else {
+            continue;
+        };
+        n += db
+            .execute(
+                "UPDATE entries SET card_index = $1
+                 WHERE terminal_id = $2 AND seq = $3 AND card_index IS NULL",
+                vec![
+                    Val::Bytes(card_index(key, &pan, &psn).to_vec()),
+                    Val::Text(terminal.clone()),
+                    Val::Int(seq),
+                ],
+            )
+            .await
+            .map_err(|e| ApiError::db(&e))?;
+    }
+    Ok(n)
+}
+
+/// Recovered debits of `decisions` whose card ATC a booked entry already used become
+/// `rejected: atc_conflict`: an approved, declined or recovered entry of the same card with that
+/// ATC in the database, any approved or declined entry of this batch, or a recovered one before
+/// it in this batch.
+async fn refuse_atc_conflicts(
+    state: &AppState,
+    entries: &[UploadEntry],
+    decisions: &mut [(usize, &'static str, Option<RejectReason>)],
+) -> Result<(), ApiError> {
+    let claim = |e: &UploadEntry| {
+        let atc = e
+            .card
+            .as_ref()
+            .map(|c| c.atc)
+            .or(e.recovered.as_ref().map(|r| r.atc))?;
+        Some((card_index(&state.field_key, &e.pan, &e.psn), atc))
+    };
+    let mut claimed = std::collections::HashSet::new();
+    for (i, status, _) in decisions.iter() {
+        if let (&"booked", Some(e)) = (status, entries.get(*i))
+            && let Some(c) = claim(e)
+        {
+            claimed.insert(c);
+        }
+    }
+    for (i, status, reason) in decisions.iter_mut() {
+        if *status != "booked_unverified" {
+            continue;
+        }
+        let Some((index, atc)) = entries.get(*i).and_then(claim) else {
+            continue;
+        };
+        let rows = state
+            .db
+            .query(
+                "SELECT COUNT(*) FROM entries WHERE card_index = $1 AND atc = $2
+                   AND status IN ('booked', 'booked_unverified')
+                   AND state IN ('approved_offline', 'declined', 'recovered')",
+                vec![Val::Bytes(index.to_vec()), Val::Int(i64::from(atc))],
+            )
+            .await
+            .map_err(|e| ApiError::db(&e))?;
+        let in_db = rows
+            .first()
+            .map(|r| r.int(0))
+            .transpose()
+            .map_err(|e| ApiError::db(&e))?
+            .unwrap_or(0);
+        if in_db > 0 || !claimed.insert((index, atc)) {
+            *status = "rejected";
+            *reason = Some(RejectReason::AtcConflict);
+        }
+    }
+    Ok(())
+}
+
 fn insert_stmt(
     state: &AppState,
     e: &UploadEntry,
@@ -301,14 +434,16 @@ fn insert_stmt(
             })
     };
     let card = e.card.as_ref();
+    let recovered: Option<&Recovered> = e.recovered.as_ref();
     let int = |v: Option<i64>| v.map_or(Val::NullInt, Val::Int);
     let text = |v: Option<String>| v.map_or(Val::NullText, Val::Text);
+    let atc = card.map(|c| c.atc).or(recovered.map(|r| r.atc));
     Ok(Stmt::new(
         "INSERT INTO entries (terminal_id, seq, idempotency_id, batch_no, kind, state, amount_fen,
             currency, pan_masked, pan_enc, psn_enc, txn_time, atc, cid, cryptogram, algorithm,
-            mac_data, digest, status, reason, booked_at)
+            mac_data, digest, status, reason, booked_at, card_index, recovery)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19, $20, $21)
+            $19, $20, $21, $22, $23)
          ON CONFLICT DO NOTHING",
         vec![
             Val::Text(terminal.clone()),
@@ -323,7 +458,7 @@ fn insert_stmt(
             Val::Bytes(seal("pan", e.pan.expose())?),
             Val::Bytes(seal("psn", e.psn.as_str())?),
             Val::Text(e.txn_time.as_str().into()),
-            int(card.map(|c| i64::from(c.atc))),
+            int(atc.map(i64::from)),
             int(card.map(|c| i64::from(c.cid.0[0]))),
             text(card.map(|c| hex::encode_upper(c.cryptogram.0))),
             text(card.map(|c| c.algorithm.as_str().into())),
@@ -332,6 +467,8 @@ fn insert_stmt(
             Val::Text(status.into()),
             text(reason.map(|r| r.as_str().into())),
             Val::Int(clock::unix_now()),
+            Val::Bytes(card_index(&state.field_key, &e.pan, &e.psn).to_vec()),
+            text(recovered.map(|r| String::from_utf8(wire::encode(r)).unwrap_or_default())),
         ],
     ))
 }
@@ -394,6 +531,9 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
         match static_check(e) {
             Err(reason) => decisions.push((i, "rejected", Some(reason))),
             Ok(()) => match &e.card {
+                None if e.state == EntryState::Recovered => {
+                    decisions.push((i, "booked_unverified", None));
+                }
                 None => decisions.push((i, "booked", None)),
                 Some(_) => to_verify.push(i),
             },
@@ -434,6 +574,7 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
         }
     }
     decisions.sort_by_key(|d| d.0);
+    refuse_atc_conflicts(state, &body.entries, &mut decisions).await?;
 
     // Book every new decision in one transaction.
     let mut stmts = Vec::with_capacity(decisions.len());
@@ -458,10 +599,10 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
         .zip(affected.iter().chain(std::iter::repeat(&0)))
     {
         if *n == 1 {
-            let s = if *status == "booked" {
-                EntryStatus::Booked
-            } else {
-                EntryStatus::Rejected
+            let s = match *status {
+                "booked" => EntryStatus::Booked,
+                "booked_unverified" => EntryStatus::BookedUnverified,
+                _ => EntryStatus::Rejected,
             };
             if let Some(slot) = answers.get_mut(*i) {
                 *slot = Some((s, *reason));
@@ -508,7 +649,11 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
         .iter()
         .filter(|r| r.status == EntryStatus::Booked)
         .count();
-    tracing::info!(terminal = %authed.terminal, entries = n, booked, "upload");
+    let unverified = results
+        .iter()
+        .filter(|r| r.status == EntryStatus::BookedUnverified)
+        .count();
+    tracing::info!(terminal = %authed.terminal, entries = n, booked, unverified, "upload");
     Ok(json_response(
         StatusCode::OK,
         &UploadResponse {

@@ -101,6 +101,11 @@ impl AppState {
     pub async fn new(config: ServerConfig) -> Result<Arc<Self>, ServerError> {
         let db = Db::open(&config.db, config.db_pool).await?;
         schema::migrate(&db).await?;
+        match booking::backfill_card_index(&db, &config.field_key).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "card index filled for entries booked earlier"),
+            Err(e) => tracing::warn!(error = %e.message, "card index backfill"),
+        }
         Ok(Arc::new(Self {
             db,
             hsm: HsmVerifier::new(config.hsm),

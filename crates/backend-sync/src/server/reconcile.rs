@@ -3,6 +3,10 @@
 //! server compares them with what it booked as approved for that batch and answers balanced,
 //! or the differences: both sides' totals, the numbers it lacks (the terminal uploads them
 //! again) and the numbers the terminal did not list. The last answer per batch is stored.
+//!
+//! Recovered debits (booked unverified: the card's log proves them, no cryptogram does) stay out
+//! of the verified totals. Both sides count them apart (count, amount, sequence numbers), so a
+//! batch with recovered debits balances with that difference named in `recovered`.
 
 use std::collections::BTreeSet;
 
@@ -14,7 +18,9 @@ use super::db::Val;
 use super::{ApiError, AppState, Request, json_response};
 use crate::clock;
 use crate::entry::EntryKind;
-use crate::wire::{self, BatchCloseRequest, BatchCloseResponse, Totals};
+use crate::wire::{
+    self, BatchCloseRequest, BatchCloseResponse, RecoveredSummary, RecoveredTotals, Totals,
+};
 
 /// Most sequence numbers listed in each difference of an answer.
 const MAX_LISTED: usize = 10_000;
@@ -57,6 +63,35 @@ pub async fn server_totals(
     Ok((t, seqs))
 }
 
+/// The server's recovered debits (booked unverified) of a terminal's batch and their sequence
+/// numbers.
+pub async fn server_recovered(
+    state: &AppState,
+    terminal: &str,
+    batch_no: u32,
+) -> Result<(RecoveredTotals, BTreeSet<u64>), ApiError> {
+    let rows = state
+        .db
+        .query(
+            "SELECT seq, amount_fen FROM entries
+             WHERE terminal_id = $1 AND batch_no = $2 AND status = 'booked_unverified'
+               AND state = 'recovered'",
+            vec![Val::Text(terminal.into()), Val::Int(i64::from(batch_no))],
+        )
+        .await
+        .map_err(|e| ApiError::db(&e))?;
+    let mut t = RecoveredTotals::default();
+    let mut seqs = BTreeSet::new();
+    for r in rows {
+        let seq = u64::try_from(r.int(0).map_err(|e| ApiError::db(&e))?).unwrap_or(0);
+        let amount = u64::try_from(r.int(1).map_err(|e| ApiError::db(&e))?).unwrap_or(0);
+        t.count += 1;
+        t.amount = t.amount.saturating_add(amount);
+        seqs.insert(seq);
+    }
+    Ok((t, seqs))
+}
+
 /// `POST /v1/batches/close`.
 pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let authed = auth::authenticate(state, req).await?;
@@ -64,8 +99,16 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
         wire::parse(&req.body, wire::MAX_BODY_BYTES).map_err(|e| ApiError::wire(&e))?;
     auth::consume_nonce(state, &authed.terminal, &authed.nonce).await?;
     let terminal = authed.terminal.to_string();
-    let (server, server_seqs) = server_totals(state, &terminal, body.batch_no).await?;
-    let terminal_seqs: BTreeSet<u64> = body.seqs.iter().copied().collect();
+    let (server, mut server_seqs) = server_totals(state, &terminal, body.batch_no).await?;
+    let (server_recovered, recovered_seqs) =
+        server_recovered(state, &terminal, body.batch_no).await?;
+    server_seqs.extend(recovered_seqs.iter().copied());
+    let terminal_seqs: BTreeSet<u64> = body
+        .seqs
+        .iter()
+        .chain(&body.recovered_seqs)
+        .copied()
+        .collect();
     let missing_on_server: Vec<u64> = terminal_seqs
         .difference(&server_seqs)
         .take(MAX_LISTED)
@@ -76,8 +119,12 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
         .take(MAX_LISTED)
         .copied()
         .collect();
-    let balanced =
-        server == body.totals && missing_on_server.is_empty() && unknown_to_terminal.is_empty();
+    // A sequence number both sides know, but one as approved and the other as recovered, shows
+    // in neither list; the totals then differ.
+    let balanced = server == body.totals
+        && server_recovered == body.recovered
+        && missing_on_server.is_empty()
+        && unknown_to_terminal.is_empty();
     let answer = BatchCloseResponse {
         batch_no: body.batch_no,
         balanced,
@@ -85,6 +132,11 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
         server,
         missing_on_server,
         unknown_to_terminal,
+        recovered: RecoveredSummary {
+            terminal: body.recovered,
+            server: server_recovered,
+            seqs: recovered_seqs.into_iter().take(MAX_LISTED).collect(),
+        },
     };
     let detail = String::from_utf8(wire::encode(&answer)).unwrap_or_default();
     state
@@ -104,6 +156,12 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
         )
         .await
         .map_err(|e| ApiError::db(&e))?;
-    tracing::info!(terminal = %terminal, batch = body.batch_no, balanced, "batch close");
+    tracing::info!(
+        terminal = %terminal,
+        batch = body.batch_no,
+        balanced,
+        recovered = answer.recovered.server.count,
+        "batch close"
+    );
     Ok(json_response(StatusCode::OK, &answer))
 }

@@ -1,11 +1,13 @@
 //! The server's schema, the same text for SQLite and PostgreSQL (see [`super::db`]), with its
 //! version in `schema_version`. Exactly-once booking rests on two constraints of `entries`: the
-//! primary key (terminal, sequence number) and the unique idempotency id.
+//! primary key (terminal, sequence number) and the unique idempotency id. Entry `status` is
+//! `booked`, `booked_unverified` (a recovered debit: no cryptogram) or `rejected`.
 
 use super::db::{Db, DbError};
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &["CREATE TABLE terminals (
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE terminals (
         terminal_id TEXT PRIMARY KEY,
         region TEXT NOT NULL,
         token_hash BYTEA NOT NULL,
@@ -71,7 +73,19 @@ pub const MIGRATIONS: &[&str] = &["CREATE TABLE terminals (
         record_enc BYTEA NOT NULL,
         version BIGINT NOT NULL
      );
-     CREATE INDEX cardholders_by_region ON cardholders (region, version);"];
+     CREATE INDEX cardholders_by_region ON cardholders (region, version);",
+    // 2: recovered debits. `card_index` is a keyed blind index of the card (PAN and PSN) so a
+    // recovered debit's ATC can be checked against the card's other bookings without a PAN in
+    // clear (rows booked before this version get it at the next start, `booking::
+    // backfill_card_index`); `recovery` holds the JSON of the recovered ATC and evidence. The
+    // partial unique index lets one recovered debit only claim a card's ATC, even when two
+    // instances book at once.
+    "ALTER TABLE entries ADD COLUMN card_index BYTEA;
+     ALTER TABLE entries ADD COLUMN recovery TEXT;
+     CREATE INDEX entries_by_card_atc ON entries (card_index, atc);
+     CREATE UNIQUE INDEX entries_recovered_card_atc ON entries (card_index, atc)
+        WHERE state = 'recovered' AND status = 'booked_unverified';",
+];
 
 /// Bring the schema up to date. Safe when several servers start at once: PostgreSQL takes an
 /// advisory lock for the migration, SQLite an immediate transaction.
