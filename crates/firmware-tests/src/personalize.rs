@@ -7,7 +7,18 @@
 //! key (the ZMK), and writes it and the certificates into the card image. The CA's and the
 //! issuer's private keys never leave the HSM; the card's leaves only under the ZMK, and is
 //! decrypted here, in the personalisation device, only to be written into the card.
+//!
+//! The PBOC debit/credit application is personalised the same way. [`setup_pboc_issuer`] makes
+//! the PBOC CA and issuer SM2 key pairs (RID `A000000333`) and the issuer certificate;
+//! [`setup_pboc_master_keys`] generates the issuer master keys MK-AC, MK-SMI and MK-SMC inside
+//! the HSM (`A0`, types `109`/`209`/`309`), which never leave it. [`personalize_pboc`] has the
+//! HSM derive the card's three keys from them by PAN and PSN (`KD`, JR/T 0025.7 §11.1.4, JR/T
+//! 0025.17 §8.1.4) and hand them out only under the ZMK, generate the card's SM2 key pair,
+//! sign the ICC certificate (format `14`, JR/T 0025.17 §5.2.1 表6, §5.2.3 表8) over the
+//! application's static data, and lays the application out with
+//! [`crate::pboc::files::install`].
 
+use card_core::crypto::kdf::CardKey;
 use card_core::crypto::rsa::{ExpiryDate, YearMonth};
 use card_core::crypto::sm2::{Sm2PrivateKey, Sm2PublicKey};
 use card_core::crypto::sm2_cert::{CaKey, IccCertificate, IssuerCertificate, Sm2CertError};
@@ -20,6 +31,11 @@ use zeroize::Zeroizing;
 
 use crate::fs::{EfBody, NodeKind};
 use crate::image::CardImage;
+use crate::pboc::Algorithm;
+use crate::pboc::files::{self, OdaRecords};
+use crate::pboc::profile::PbocSection;
+use crate::pboc::state::IccPrivateKey;
+use crate::profile::ProfileError;
 
 /// Errors of personalisation.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +53,12 @@ pub enum PersoError {
     /// The card image has no PKI application.
     #[error("the card image has no PKI application (EF0012/EF0018)")]
     NoPkiApplication,
+    /// The `[pboc]` section does not make an application.
+    #[error("PBOC section: {0}")]
+    Profile(#[from] ProfileError),
+    /// The PBOC application could not be laid out.
+    #[error("PBOC application: {0}")]
+    Pboc(#[from] crate::pboc::PbocError),
 }
 
 /// What the terminals need from an issuer set-up: the CA key for their trust store, and what
@@ -97,6 +119,49 @@ pub fn setup_issuer<C: Call>(
     issuer_bin: &str,
     expiry: YearMonth,
 ) -> Result<Issuer, PersoError> {
+    setup_issuer_for(
+        hsm,
+        SSSE_RID,
+        ca_label,
+        ca_index,
+        issuer_label,
+        issuer_bin,
+        expiry,
+    )
+}
+
+/// [`setup_issuer`] for the PBOC application: the CA key is registered under UnionPay's RID
+/// `A000000333` (where the kernel's `CaStore` looks for it by the card's AID) with index
+/// `ca_index` (the profile's is [`crate::pboc::CA_INDEX_SM2`], `80`); the issuer certificate
+/// is format `12` of JR/T 0025.17 §5.1.1 表1, §5.1.2 表4.
+pub fn setup_pboc_issuer<C: Call>(
+    hsm: &mut HsmClient<C>,
+    ca_label: &str,
+    ca_index: u8,
+    issuer_label: &str,
+    issuer_bin: &str,
+    expiry: YearMonth,
+) -> Result<Issuer, PersoError> {
+    setup_issuer_for(
+        hsm,
+        crate::pboc::RID,
+        ca_label,
+        ca_index,
+        issuer_label,
+        issuer_bin,
+        expiry,
+    )
+}
+
+fn setup_issuer_for<C: Call>(
+    hsm: &mut HsmClient<C>,
+    rid: [u8; 5],
+    ca_label: &str,
+    ca_index: u8,
+    issuer_label: &str,
+    issuer_bin: &str,
+    expiry: YearMonth,
+) -> Result<Issuer, PersoError> {
     if !(3..=8).contains(&issuer_bin.len()) || !issuer_bin.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PersoError::Invalid(
             "the issuer identifier has 3 to 8 digits",
@@ -117,7 +182,7 @@ pub fn setup_issuer<C: Call>(
     let signature = hsm.sign_certificate(ca_label, &cert.to_signed_data()?)?;
     Ok(Issuer {
         ca: CaKey {
-            rid: SSSE_RID,
+            rid,
             index: ca_index,
             public_key: ca_key,
             expiry,
@@ -233,4 +298,207 @@ pub fn trust_line(ca: &CaKey) -> String {
         hex::encode_upper(ca.expiry.to_bcd()),
         hex::encode_upper(ca.public_key.to_xy())
     )
+}
+
+/// The HSM labels of an issuer's PBOC master keys (types `109`, `209`, `309`) and their
+/// scheme: SM4 for the SM profile, double-length 3DES for the international one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbocMasterKeys {
+    /// MK-AC, for application cryptograms and the ARPC (hsm-sim `KQ`).
+    pub mk_ac: String,
+    /// MK-SMI, for secure-messaging MACs (scripts, the EC balance in the IDD, the load log).
+    pub mk_smi: String,
+    /// MK-SMC, for enciphered script data.
+    pub mk_smc: String,
+    /// `Scheme::Sm4` or `Scheme::Tdes`.
+    pub scheme: Scheme,
+}
+
+/// Generate the issuer master keys MK-AC, MK-SMI and MK-SMC of `scheme` inside the HSM under
+/// `labels` (`A0`), or take the keys already there under those labels. They never leave the
+/// HSM (their types may not be exported); cards get keys derived from them ([`personalize_pboc`]).
+pub fn setup_pboc_master_keys<C: Call>(
+    hsm: &mut HsmClient<C>,
+    scheme: Scheme,
+    labels: [&str; 3],
+) -> Result<PbocMasterKeys, PersoError> {
+    if !matches!(scheme, Scheme::Sm4 | Scheme::Tdes) {
+        return Err(PersoError::Invalid(
+            "PBOC master keys are SM4 or double-length 3DES keys",
+        ));
+    }
+    let [ac, smi, smc] = labels;
+    for (key_type, label) in [
+        (KeyType::MkAc, ac),
+        (KeyType::MkSmi, smi),
+        (KeyType::MkSmc, smc),
+    ] {
+        match hsm.generate_key(key_type, scheme, label) {
+            Ok(_) | Err(ClientError::Hsm(ErrorCode::KeyExists)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(PbocMasterKeys {
+        mk_ac: ac.to_string(),
+        mk_smi: smi.to_string(),
+        mk_smc: smc.to_string(),
+        scheme,
+    })
+}
+
+/// What a PBOC card is made from.
+#[derive(Debug, Clone)]
+pub struct PbocCardInput<'a> {
+    /// The application as the card's profile describes it (PAN, PSN, dates, name, EC and risk
+    /// parameters); its clear test keys are not used.
+    pub section: &'a PbocSection,
+    /// The HSM label for the card's SM2 key pair (8 characters).
+    pub icc_label: &'a str,
+    /// The offline PIN if the section names none (the card's PIN).
+    pub card_pin: &'a str,
+    /// Serial number of the ICC certificate.
+    pub serial: [u8; 3],
+}
+
+/// What [`personalize_pboc`] made, for the issuer's records: nothing secret.
+#[derive(Debug, Clone)]
+pub struct PbocIssued {
+    /// The ICC public key the certificate carries.
+    pub icc_public_key: Sm2PublicKey,
+    /// Check values of the card keys MK-AC, MK-SMI, MK-SMC as the HSM reported them.
+    pub card_key_kcvs: [[u8; 3]; 3],
+}
+
+/// A card key the HSM derived with `KD` and wrapped under the ZMK, unwrapped here and checked
+/// against the HSM's check value.
+fn derived_card_key<C: Call>(
+    hsm: &mut HsmClient<C>,
+    master: &str,
+    zmk_label: &str,
+    zmk: &BlockKey,
+    algorithm: Algorithm,
+    pan: &str,
+    psn: &str,
+) -> Result<(CardKey, [u8; 3]), PersoError> {
+    let (wrapped, kcv) = hsm.derive_card_key(master, zmk_label, pan, psn)?;
+    let clear = zmk
+        .decrypt_ecb(&wrapped)
+        .map_err(|_| PersoError::Invalid("the card key does not decrypt"))?;
+    let key = CardKey::from_slice(algorithm.card_algorithm(), &clear)
+        .map_err(|_| PersoError::Invalid("the card key has the wrong length"))?;
+    if key.kcv() != kcv {
+        return Err(PersoError::Invalid(
+            "the card key does not match its check value: wrong ZMK?",
+        ));
+    }
+    Ok((key, kcv))
+}
+
+/// The expiry `YYMMDD` (BCD) of the application as the certificates' month.
+fn expiry_month(yymmdd: [u8; 3]) -> Result<ExpiryDate, PersoError> {
+    let [yy, mm, _] = yymmdd;
+    let digits = |b: u8| u16::from(b >> 4) * 10 + u16::from(b & 0x0f);
+    ExpiryDate::new(YearMonth {
+        year: 2000 + digits(yy),
+        month: u8::try_from(digits(mm)).unwrap_or(0),
+    })
+    .map_err(|_| PersoError::Invalid("bad application expiry date"))
+}
+
+/// Personalise the PBOC debit/credit application of `card.section` into `image` with keys and
+/// certificates from the HSM, none of the section's clear test keys (`imk_*`, the ODA seed):
+///
+/// 1. the card keys MK-AC, MK-SMI, MK-SMC, derived by the HSM from `master` for the section's
+///    PAN and PSN (`KD`) and received under the ZMK `zmk_label`, whose clear twin `zmk` the
+///    personalisation device holds;
+/// 2. the card's SM2 key pair, generated in the HSM (`A0` type `S03`) and exported under the
+///    ZMK (`A8`);
+/// 3. the ICC certificate (format `14`, JR/T 0025.17 §5.2.1 表6, §5.2.3 表8) over the PAN, the
+///    application expiry, `card.serial`, the ICC public key and the static data of the signed
+///    records (`files::static_data`, JR/T 0025.17 §5.2.1), signed by the issuer key inside the
+///    HSM (`K3`); the issuer certificate of `issuer` ([`setup_pboc_issuer`]);
+/// 4. [`crate::pboc::files::install`].
+///
+/// Only the SM profile: hsm-sim signs SM2 certificates, not RSA ones. The master keys must be
+/// SM4 ([`setup_pboc_master_keys`]). The image must not have a payment application yet.
+pub fn personalize_pboc<C: Call>(
+    hsm: &mut HsmClient<C>,
+    image: &mut CardImage,
+    issuer: &Issuer,
+    master: &PbocMasterKeys,
+    zmk_label: &str,
+    zmk: &BlockKey,
+    card: &PbocCardInput<'_>,
+) -> Result<PbocIssued, PersoError> {
+    let section = card.section;
+    if section.algorithm != Algorithm::Sm {
+        return Err(PersoError::Invalid(
+            "hsm-sim signs SM2 certificates only: personalise the SM profile",
+        ));
+    }
+    if master.scheme != Scheme::Sm4 {
+        return Err(PersoError::Invalid(
+            "an SM card needs SM4 issuer master keys",
+        ));
+    }
+    if image.pboc.is_some() {
+        return Err(PersoError::Invalid(
+            "the card image has a payment application already",
+        ));
+    }
+    let (data, mut state) = section.application(card.card_pin)?;
+    let psn = format!("{:02}", data.psn.unwrap_or(0));
+    let mut kcvs = [[0u8; 3]; 3];
+    let mut keys = Vec::with_capacity(3);
+    for (i, label) in [&master.mk_ac, &master.mk_smi, &master.mk_smc]
+        .into_iter()
+        .enumerate()
+    {
+        let (key, kcv) =
+            derived_card_key(hsm, label, zmk_label, zmk, state.algorithm, &data.pan, &psn)?;
+        if let Some(slot) = kcvs.get_mut(i) {
+            *slot = kcv;
+        }
+        keys.push(key);
+    }
+    let [mk_ac, mk_smi, mk_smc] =
+        <[CardKey; 3]>::try_from(keys).map_err(|_| PersoError::Invalid("three card keys"))?;
+    state.keys.set_card_keys(&mk_ac, &mk_smi, &mk_smc);
+    drop((mk_ac, mk_smi, mk_smc));
+
+    let public = key_pair(hsm, KeyType::Sm2Icc, card.icc_label)?;
+    let (wrapped, _) = hsm.export_key(KeyType::Sm2Icc, zmk_label, card.icc_label)?;
+    let d = zmk
+        .decrypt_ecb(&wrapped)
+        .map_err(|_| PersoError::Invalid("the exported key does not decrypt"))?;
+    let private = Sm2PrivateKey::from_bytes(&d)
+        .map_err(|_| PersoError::Invalid("the exported key is not an SM2 key"))?;
+    if private.public_key().to_xy() != public.to_xy() {
+        return Err(PersoError::Invalid(
+            "the exported key does not match its public key: wrong ZMK?",
+        ));
+    }
+    drop(private);
+    state.keys.icc = Some(IccPrivateKey::Sm2 { d: d.to_vec() });
+
+    let static_data = files::static_data(&data, state.aip)?;
+    let cert = IccCertificate::new(
+        &files::cn(&data.pan)?,
+        expiry_month(data.expiry)?,
+        card.serial,
+        &public,
+    );
+    let signature =
+        hsm.sign_certificate(&issuer.issuer_label, &cert.to_signed_data(&static_data)?)?;
+    let oda = OdaRecords {
+        ca_index: issuer.ca.index,
+        issuer_certificate: issuer.issuer_certificate.clone(),
+        icc_certificate: cert.to_bytes(&signature)?,
+        ..OdaRecords::default()
+    };
+    files::install(image, state, &data, &oda)?;
+    Ok(PbocIssued {
+        icc_public_key: public,
+        card_key_kcvs: kcvs,
+    })
 }

@@ -484,6 +484,18 @@ impl PbocSection {
     /// Personalise the payment application into `image`; `card_pin` is the offline PIN unless
     /// the section names its own.
     pub fn install(&self, image: &mut CardImage, card_pin: &str) -> Result<(), ProfileError> {
+        let (data, mut state) = self.application(card_pin)?;
+        let [mk_ac, mk_smi, mk_smc] = self.card_keys()?;
+        state.keys.set_card_keys(&mk_ac, &mk_smi, &mk_smc);
+        let (oda_records, icc) = self.oda_material(&data, state.aip)?;
+        state.keys.icc = Some(icc);
+        files::install(image, state, &data, &oda_records).map_err(|e| err("pboc")(e.to_string()))
+    }
+
+    /// The card data and the application state of this section without any key (card keys
+    /// zero, no ICC key): what a personaliser that gets the keys elsewhere (an HSM,
+    /// `crate::personalize::personalize_pboc`) starts from.
+    pub fn application(&self, card_pin: &str) -> Result<(CardData, PbocState), ProfileError> {
         let data = self.card_data()?;
         let pin_text = self.pin.as_deref().unwrap_or(card_pin);
         let mut pin = OfflinePin::new(pin_text, self.pin_max_tries)
@@ -491,10 +503,7 @@ impl PbocSection {
         if let Some(left) = self.pin_tries_left {
             pin.tries_left = left.min(self.pin_max_tries);
         }
-        let [mk_ac, mk_smi, mk_smc] = self.card_keys()?;
-        let mut keys = PbocKeys::default();
-        keys.set_card_keys(&mk_ac, &mk_smi, &mk_smc);
-        let mut state = PbocState::new(self.algorithm, pin, keys);
+        let mut state = PbocState::new(self.algorithm, pin, PbocKeys::default());
         state.currency = self.currency;
         state.country = self.country;
         state.atc = self.atc;
@@ -532,8 +541,6 @@ impl PbocSection {
                 issuer_auth_code: code,
             });
         }
-        let (oda_records, icc) = self.oda_material(&data, state.aip)?;
-        state.keys.icc = Some(icc);
-        files::install(image, state, &data, &oda_records).map_err(|e| err("pboc")(e.to_string()))
+        Ok((data, state))
     }
 }
