@@ -10,8 +10,11 @@
 //! again after use) brings the round trip down to tens of microseconds.
 //!
 //! A [`VirtualSlot`] is one vpcd reader slot: a card can be inserted (connect), removed
-//! (disconnect, which pcscd sees as card removal) or pulled in the middle of a command. While a
-//! card is inserted the slot reconnects by itself when pcscd goes away and comes back.
+//! (disconnect, which pcscd sees as card removal) or pulled in the middle of a command, before
+//! it processed the command ([`VirtualSlot::pull_after`]) or after it processed and committed
+//! it but before its answer left ([`VirtualSlot::pull_after_processing`]). While a card is
+//! inserted the slot reconnects by itself when pcscd goes away and comes back.
+//! [`VirtualSlot::set_quickack`] turns the `TCP_QUICKACK` fix off, to measure the stall.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -37,8 +40,10 @@ pub fn lock(card: &SharedCard) -> MutexGuard<'_, SoftCard> {
 /// Longest message accepted from vpcd (an extended APDU plus header).
 const MAX_MESSAGE: usize = 65_544;
 
-fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
-    let _ = SockRef::from(&*stream).set_tcp_quickack(true);
+fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>, quickack: bool) -> io::Result<bool> {
+    if quickack {
+        let _ = SockRef::from(&*stream).set_tcp_quickack(true);
+    }
     let mut len = [0u8; 2];
     match stream.read_exact(&mut len) {
         Ok(()) => {}
@@ -53,7 +58,9 @@ fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
         ));
     }
     buf.resize(n, 0);
-    let _ = SockRef::from(&*stream).set_tcp_quickack(true);
+    if quickack {
+        let _ = SockRef::from(&*stream).set_tcp_quickack(true);
+    }
     stream.read_exact(buf)?;
     Ok(true)
 }
@@ -77,17 +84,27 @@ enum Ended {
     Pulled,
 }
 
+/// What the serving loop shares with the slot's owner.
+#[derive(Debug)]
+struct Control {
+    /// APDUs until the card is pulled (0: never).
+    pull_after: AtomicU64,
+    /// The card processes the APDU it is pulled at (its answer is lost) instead of never
+    /// seeing it.
+    pull_processed: AtomicBool,
+    /// APDUs served.
+    apdus: AtomicU64,
+    /// Set `TCP_QUICKACK` before every read.
+    quickack: AtomicBool,
+}
+
 /// Serve one vpcd connection until it closes. `pull_after` counts APDUs; when it reaches zero
-/// the card is pulled *before* answering that APDU.
-fn serve(
-    mut stream: TcpStream,
-    card: &SharedCard,
-    pull_after: &AtomicU64,
-    apdus: &AtomicU64,
-) -> io::Result<Ended> {
+/// the card is pulled *before* answering that APDU (after processing it if `pull_processed`).
+fn serve(mut stream: TcpStream, card: &SharedCard, control: &Control) -> io::Result<Ended> {
     let mut buf = Vec::with_capacity(300);
     loop {
-        if !read_message(&mut stream, &mut buf)? {
+        let quickack = control.quickack.load(Ordering::Relaxed);
+        if !read_message(&mut stream, &mut buf, quickack)? {
             return Ok(Ended::PeerClosed);
         }
         match buf.as_slice() {
@@ -106,16 +123,22 @@ fn serve(
                 // Unknown control byte: ignore, as vpcd's own cards do.
             }
             apdu => {
-                apdus.fetch_add(1, Ordering::Relaxed);
-                let left = pull_after.load(Ordering::Relaxed);
+                control.apdus.fetch_add(1, Ordering::Relaxed);
+                let left = control.pull_after.load(Ordering::SeqCst);
                 if left == 1 {
-                    pull_after.store(0, Ordering::Relaxed);
+                    control.pull_after.store(0, Ordering::SeqCst);
+                    let mut card = lock(card);
+                    if control.pull_processed.load(Ordering::SeqCst) {
+                        // The card did the work and committed it; power goes before the
+                        // answer leaves.
+                        let _ = card.process(apdu);
+                    }
                     let _ = stream.shutdown(Shutdown::Both);
-                    lock(card).power_off();
+                    card.power_off();
                     return Ok(Ended::Pulled);
                 }
                 if left > 1 {
-                    pull_after.store(left - 1, Ordering::Relaxed);
+                    control.pull_after.store(left - 1, Ordering::SeqCst);
                 }
                 let response = lock(card).process(apdu);
                 write_message(&mut stream, &response)?;
@@ -135,8 +158,7 @@ struct Running {
 pub struct VirtualSlot {
     addr: SocketAddr,
     running: Option<Running>,
-    pull_after: Arc<AtomicU64>,
-    apdus: Arc<AtomicU64>,
+    control: Arc<Control>,
 }
 
 /// Errors of a slot.
@@ -162,8 +184,12 @@ impl VirtualSlot {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             running: None,
-            pull_after: Arc::new(AtomicU64::new(0)),
-            apdus: Arc::new(AtomicU64::new(0)),
+            control: Arc::new(Control {
+                pull_after: AtomicU64::new(0),
+                pull_processed: AtomicBool::new(false),
+                apdus: AtomicU64::new(0),
+                quickack: AtomicBool::new(true),
+            }),
         }
     }
 
@@ -181,7 +207,7 @@ impl VirtualSlot {
 
     /// APDUs served since the slot was created.
     pub fn apdus(&self) -> u64 {
-        self.apdus.load(Ordering::Relaxed)
+        self.control.apdus.load(Ordering::Relaxed)
     }
 
     /// The card in the slot.
@@ -207,8 +233,7 @@ impl VirtualSlot {
             let card = Arc::clone(&card);
             let stop = Arc::clone(&stop);
             let stream_slot = Arc::clone(&stream_slot);
-            let pull_after = Arc::clone(&self.pull_after);
-            let apdus = Arc::clone(&self.apdus);
+            let control = Arc::clone(&self.control);
             let addr = self.addr;
             std::thread::Builder::new()
                 .name(format!("vpcd-{}", addr.port()))
@@ -234,7 +259,7 @@ impl VirtualSlot {
                                 }
                             }
                         };
-                        match serve(s, &card, &pull_after, &apdus) {
+                        match serve(s, &card, &control) {
                             Ok(Ended::Pulled) => {
                                 stop.store(true, Ordering::Relaxed);
                             }
@@ -264,7 +289,23 @@ impl VirtualSlot {
     /// Pull the card out in the middle of the `n`-th APDU from now: vpcd sees the connection
     /// drop while it waits for the answer, as when a citizen pulls the card mid-command.
     pub fn pull_after(&self, n: u64) {
-        self.pull_after.store(n, Ordering::Relaxed);
+        self.control.pull_processed.store(false, Ordering::SeqCst);
+        self.control.pull_after.store(n, Ordering::SeqCst);
+    }
+
+    /// Pull the card out right after it processed the `n`-th APDU from now: the card has done
+    /// the work and committed what it writes, but power goes before its answer leaves, so vpcd
+    /// sees the connection drop while it waits for the answer (a debit whose answer is lost).
+    pub fn pull_after_processing(&self, n: u64) {
+        self.control.pull_processed.store(true, Ordering::SeqCst);
+        self.control.pull_after.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether the card sets `TCP_QUICKACK` before every read (default: yes). Without it each
+    /// APDU through Debian 12's vpcd stalls about 40 ms (module documentation); benchmarks turn
+    /// it off to measure that.
+    pub fn set_quickack(&self, on: bool) {
+        self.control.quickack.store(on, Ordering::Relaxed);
     }
 
     /// Remove the card (pcscd reports the removal). Returns it.
