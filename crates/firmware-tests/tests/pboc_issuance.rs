@@ -431,3 +431,63 @@ fn refused_inputs() {
     assert!(matches!(err, PersoError::Invalid(_)), "{err}");
     assert!(image.pboc.is_none(), "nothing installed");
 }
+
+#[test]
+fn the_personalize_binary_issues_payment_applications_through_the_hsm() {
+    use firmware_tests::storage::{FileStorage, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let zmk = dir.path().join("zmk.hex");
+    std::fs::write(&zmk, format!("{ZMK}\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_personalize"))
+        .args([
+            "--card",
+            "zhangsan",
+            "--card",
+            "wangwu-rsa",
+            "--in-memory-hsm",
+            "--pboc",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path().join("cards"))
+        .arg("--trust-out")
+        .arg(dir.path().join("trust.txt"))
+        .arg("--pboc-trust-out")
+        .arg(dir.path().join("pboc-trust.txt"))
+        .arg("--zmk-file")
+        .arg(&zmk)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("zhangsan: payment application personalised through the HSM"));
+    assert!(stdout.contains("wangwu-rsa: international payment application"));
+    // The terminal trusts the PBOC CA line and the issued card pays with offline data
+    // authentication against it.
+    let text = std::fs::read_to_string(dir.path().join("pboc-trust.txt")).unwrap();
+    assert!(text.starts_with("A000000333 80 "), "{text}");
+    let trust = card_core::ssse::auth::parse_trust_store(&text).unwrap();
+    let mut ca = CaStore::new();
+    ca.add_sm2(trust.get(RID, CA_INDEX_SM2).unwrap().clone());
+    let image = FileStorage::new(dir.path().join("cards/zhangsan.json"))
+        .load()
+        .unwrap()
+        .unwrap();
+    let (rec, _) = contact(
+        SoftCard::in_memory(image),
+        &TerminalConfig::kiosk(),
+        &ca,
+        1_500,
+        &mut Offline,
+    );
+    assert_eq!(
+        rec.outcome,
+        Outcome::ApprovedOffline,
+        "{:?}",
+        rec.oda_failure
+    );
+    assert_eq!(rec.oda, Some(OdaMethod::Cda));
+}

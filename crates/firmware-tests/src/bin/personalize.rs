@@ -8,6 +8,13 @@
 //! The personalisation device's transport key (the clear twin of the HSM's ZMK) comes from
 //! `--zmk-file` (32 hex digits). With `--in-memory-hsm` a throw-away HSM is used, whose ZMK is
 //! that key: for demos and tests.
+//!
+//! With `--pboc` the payment application of a card whose profile has an SM `[pboc]` section is
+//! personalised through the HSM too (`personalize::personalize_pboc`): issuer master keys
+//! generated in the HSM on first use, card keys derived there, the card's SM2 key and the PBOC
+//! certificates from it; the PBOC CA key goes to `--pboc-trust-out`. Without `--pboc`, or for an
+//! international (RSA) section, which hsm-sim cannot certify, the application is made from the
+//! profile's clear test keys, as the fixtures are.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +24,8 @@ use card_core::CardSession;
 use card_core::crypto::rsa::YearMonth;
 use card_core::ssse::{self, ReadStrategy};
 use clap::Parser;
-use firmware_tests::personalize::{self, CardInput};
+use firmware_tests::pboc::{Algorithm, CA_INDEX_SM2};
+use firmware_tests::personalize::{self, CardInput, PbocCardInput};
 use firmware_tests::storage::{FileStorage, Storage};
 use firmware_tests::{Profile, SoftCard};
 use hsm_sim::client::{BlockingClient, Call, HsmClient, InProcess};
@@ -49,6 +57,16 @@ struct Args {
     /// File with the transport key (32 hex digits, SM4).
     #[arg(long)]
     zmk_file: PathBuf,
+    /// Personalise the payment application (SM `[pboc]` sections) with keys and certificates
+    /// from the HSM.
+    #[arg(long, requires = "pboc_trust_out")]
+    pboc: bool,
+    /// Trust-store file to write the PBOC CA key to (RID A000000333, index 80).
+    #[arg(long)]
+    pboc_trust_out: Option<PathBuf>,
+    /// Leftmost PAN digits of the PBOC issuer, for its certificate.
+    #[arg(long, default_value = "623058")]
+    pboc_bin: String,
 }
 
 fn run<C: Call>(hsm: &mut HsmClient<C>, args: &Args, zmk: &BlockKey) -> Result<()> {
@@ -63,14 +81,40 @@ fn run<C: Call>(hsm: &mut HsmClient<C>, args: &Args, zmk: &BlockKey) -> Result<(
             month: 12,
         },
     )?;
+    let pboc = if args.pboc {
+        let issuer = personalize::setup_pboc_issuer(
+            hsm,
+            "PBOCCA01",
+            CA_INDEX_SM2,
+            "PBOCIS01",
+            &args.pboc_bin,
+            YearMonth {
+                year: 2040,
+                month: 12,
+            },
+        )?;
+        let master = personalize::setup_pboc_master_keys(
+            hsm,
+            Scheme::Sm4,
+            ["PBOCMKAC", "PBOCMKSI", "PBOCMKSC"],
+        )?;
+        Some((issuer, master))
+    } else {
+        None
+    };
     std::fs::create_dir_all(&args.state_dir)?;
     for (i, spec) in args.cards.iter().enumerate() {
-        let (name, profile) = match spec.split_once('=') {
+        let (name, mut profile) = match spec.split_once('=') {
             Some((n, path)) => (n.to_string(), Profile::load(&PathBuf::from(path))?),
             None => (
                 spec.clone(),
                 Profile::embedded(spec).with_context(|| format!("no fixture named {spec}"))?,
             ),
+        };
+        // With --pboc, an SM payment application is made below, through the HSM.
+        let section = match &profile.pboc {
+            Some(p) if pboc.is_some() && p.algorithm == Algorithm::Sm => profile.pboc.take(),
+            _ => None,
         };
         let mut image = profile.build()?;
         let mut s = CardSession::new(SoftCard::in_memory(image.clone()));
@@ -95,6 +139,26 @@ fn run<C: Call>(hsm: &mut HsmClient<C>, args: &Args, zmk: &BlockKey) -> Result<(
                 serial: [0, 0, u8::try_from(i + 1).unwrap_or(0)],
             },
         )?;
+        if let (Some(section), Some((issuer, master))) = (&section, &pboc) {
+            let icc_label = format!("PBC{:05}", i + 1);
+            personalize::personalize_pboc(
+                hsm,
+                &mut image,
+                issuer,
+                master,
+                &args.zmk_label,
+                zmk,
+                &PbocCardInput {
+                    section,
+                    icc_label: &icc_label,
+                    card_pin: &profile.pin.value,
+                    serial: [0, 0, u8::try_from(i + 1).unwrap_or(0)],
+                },
+            )?;
+            println!("{name}: payment application personalised through the HSM");
+        } else if pboc.is_some() && profile.pboc.is_some() {
+            println!("{name}: international payment application from the profile's test keys");
+        }
         let path = args.state_dir.join(format!("{name}.json"));
         FileStorage::new(&path).commit(&image)?;
         println!("issued {name} -> {}", path.display());
@@ -104,6 +168,10 @@ fn run<C: Call>(hsm: &mut HsmClient<C>, args: &Args, zmk: &BlockKey) -> Result<(
         format!("{}\n", personalize::trust_line(&issuer.ca)),
     )?;
     println!("trust store -> {}", args.trust_out.display());
+    if let (Some((issuer, _)), Some(out)) = (&pboc, &args.pboc_trust_out) {
+        std::fs::write(out, format!("{}\n", personalize::trust_line(&issuer.ca)))?;
+        println!("PBOC trust store -> {}", out.display());
+    }
     Ok(())
 }
 
