@@ -1,6 +1,7 @@
 //! The terminal ledger on real SQLite files: write-ahead intents and outcomes, append-only
 //! enforcement, the state machine, durability settings, migrations, encryption at rest, the
-//! hot list, parameters, cardholder records, the upload checkpoint and batches.
+//! hot list, parameters, cardholder records, the upload checkpoint and batches; recovered
+//! debits (the card's log proves a debit whose cryptogram never reached the terminal).
 
 #![allow(
     clippy::unwrap_used,
@@ -14,8 +15,11 @@ use std::path::Path;
 
 use backend_sync::entry::{CNY, EntryKind, EntryState, TerminalId, TxnTime};
 use backend_sync::field_crypto::FieldKey;
-use backend_sync::ledger::{Ledger, LedgerError, NewPayment, Outcome, UploadState, migrations};
-use backend_sync::testkit::TestCard;
+use backend_sync::ledger::{
+    Ledger, LedgerError, NewPayment, OperatorFinding, Outcome, UploadState, migrations,
+};
+use backend_sync::recovery::{EvidenceError, LogRecordData, RecoverySource};
+use backend_sync::testkit::{self, TestCard};
 use backend_sync::wire::{
     CardholderPage, CardholderRecord, EntryResult, EntryStatus, HotListAction, HotListChange,
     HotListDelta, ParameterSet, RejectReason,
@@ -580,4 +584,433 @@ fn batches_close_with_totals_of_approved_entries() {
     assert_eq!(l.batches_ready_to_close().unwrap(), vec![1]);
     let next = l.begin_payment(&payment(&card, 1)).unwrap();
     assert_eq!(next.batch_no, 2);
+}
+
+/// What the kernel does when the card is pulled after GENERATE AC: the intent, then (at the
+/// next insert) the card's log shows the debit. `via_unknown` first records the pull.
+fn torn(l: &mut Ledger, card: &mut TestCard, amount: u64, via_unknown: bool) -> (u64, Outcome) {
+    let p = payment(card, amount);
+    let seq = l.begin_payment(&p).unwrap().seq;
+    if via_unknown {
+        l.record_outcome(seq, &Outcome::Unknown).unwrap();
+    }
+    let mut r = card.torn_debit(amount, CNY, &p.txn_time, p.kind);
+    r.evidence.balance_before_fen = Some(10_000);
+    r.evidence.balance_after_fen = Some(10_000 - amount);
+    let o = Outcome::Recovered(r);
+    l.record_outcome(seq, &o).unwrap();
+    (seq, o)
+}
+
+#[test]
+fn recovered_debits_from_intent_and_unknown_are_final_upload_with_evidence_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let mut card = TestCard::demo_sm4(7001).unwrap();
+    let approved;
+    let (from_intent, from_unknown, unclear);
+    let (ev_intent, ev_unknown);
+    {
+        let mut l = open(&path);
+        approved = pay(&mut l, &mut card, 40);
+        (from_intent, ev_intent) = torn(&mut l, &mut card, 150, false);
+        (from_unknown, ev_unknown) = torn(&mut l, &mut card, 275, true);
+        // An unclear recovery: the entry stays unknown, with the note, twice over.
+        let p = payment(&card, 99);
+        unclear = l.begin_payment(&p).unwrap().seq;
+        l.record_outcome(
+            unclear,
+            &Outcome::Unclear {
+                note: "BalanceMoved: 10000 -> 9000".into(),
+            },
+        )
+        .unwrap();
+        l.record_outcome(
+            unclear,
+            &Outcome::Unclear {
+                note: "still unclear at the second insert".into(),
+            },
+        )
+        .unwrap();
+        // Recovered is final: nothing follows it.
+        for o in [
+            Outcome::Voided { note: "x".into() },
+            Outcome::Unknown,
+            Outcome::Unclear { note: "x".into() },
+            ev_intent.clone(),
+        ] {
+            assert!(
+                matches!(
+                    l.record_outcome(from_intent, &o),
+                    Err(LedgerError::Transition {
+                        from: "recovered",
+                        ..
+                    })
+                ),
+                "{o:?}"
+            );
+        }
+        // A plain `unknown` does not follow `unknown`; an unclear note does.
+        assert!(matches!(
+            l.record_outcome(unclear, &Outcome::Unknown),
+            Err(LedgerError::Transition { .. })
+        ));
+    }
+    // Reopened: the evidence is as recorded, the unclear entry still waits with its last note.
+    let l = open(&path);
+    let e = l.entry(from_intent).unwrap().unwrap();
+    assert_eq!(e.state, EntryState::Recovered);
+    assert!(e.card.is_none());
+    let Outcome::Recovered(want) = &ev_intent else {
+        unreachable!()
+    };
+    assert_eq!(e.recovered.as_ref(), Some(want));
+    assert_eq!(
+        want.evidence.log_record.as_ref().unwrap().atc(),
+        Some(want.atc)
+    );
+    let u = l.entry(unclear).unwrap().unwrap();
+    assert_eq!(u.state, EntryState::Unknown);
+    assert_eq!(
+        u.note.as_deref(),
+        Some("still unclear at the second insert")
+    );
+    assert_eq!(l.unresolved().unwrap(), vec![unclear]);
+    // Both recovered entries are queued and upload with their evidence, no card result.
+    let up = l.pending_upload(10).unwrap();
+    assert_eq!(
+        up.iter().map(|e| (e.seq, e.state)).collect::<Vec<_>>(),
+        vec![
+            (approved, EntryState::ApprovedOffline),
+            (from_intent, EntryState::Recovered),
+            (from_unknown, EntryState::Recovered)
+        ]
+    );
+    let Outcome::Recovered(want_u) = &ev_unknown else {
+        unreachable!()
+    };
+    assert_eq!(up[2].recovered.as_ref(), Some(want_u));
+    assert!(up[1].card.is_none() && up[0].recovered.is_none());
+    assert_eq!(up[1].pan, card.pan, "the PAN comes from the sealed column");
+    // Batch figures: recovered debits apart from the approved totals.
+    let (t, seqs) = l.batch_totals(1).unwrap();
+    assert_eq!(
+        (t.debit_count, t.debit_amount, seqs),
+        (1, 40, vec![approved])
+    );
+    let (r, rseqs) = l.batch_recovered(1).unwrap();
+    assert_eq!((r.count, r.amount), (2, 425));
+    assert_eq!(rseqs, vec![from_intent, from_unknown]);
+}
+
+#[test]
+fn recovered_evidence_must_agree_with_the_entry_or_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    let mut card = TestCard::demo_tdes(7002).unwrap();
+    let p = payment(&card, 500);
+    let seq = l.begin_payment(&p).unwrap().seq;
+    let good = card.torn_debit(500, CNY, &p.txn_time, p.kind);
+    let refused = |l: &mut Ledger, o: Outcome| match l.record_outcome(seq, &o) {
+        Err(LedgerError::Evidence { source, .. }) => source,
+        other => panic!("{other:?}"),
+    };
+    let mut amount = good.clone();
+    amount.evidence.log_record = Some(testkit::log_record(501, CNY, &p.txn_time, p.kind, good.atc));
+    assert_eq!(
+        refused(&mut l, Outcome::Recovered(amount)),
+        EvidenceError::Amount
+    );
+    let mut atc = good.clone();
+    atc.atc += 1;
+    atc.evidence.atc_after = Some(atc.atc);
+    assert_eq!(refused(&mut l, Outcome::Recovered(atc)), EvidenceError::Atc);
+    let mut pan = good.clone();
+    let mut fields = pan.evidence.log_record.unwrap().fields().to_vec();
+    let mut bcd = card.pan.expose().to_string();
+    if bcd.len() % 2 == 1 {
+        bcd.push('F');
+    }
+    fields.push((0x5A, hex::decode(bcd).unwrap()));
+    pan.evidence.log_record = Some(LogRecordData::from_fields(fields));
+    assert_eq!(
+        refused(&mut l, Outcome::Recovered(pan)),
+        EvidenceError::PersonalData(0x5A)
+    );
+    let mut note = good.clone();
+    note.evidence.note = Some(format!("card {}", card.pan.expose()));
+    assert_eq!(
+        refused(&mut l, Outcome::Recovered(note)),
+        EvidenceError::Note
+    );
+    assert_eq!(
+        refused(
+            &mut l,
+            Outcome::Unclear {
+                note: format!("card {}", card.pan.expose())
+            }
+        ),
+        EvidenceError::Note
+    );
+    // A refund is not a debit.
+    let rp = NewPayment {
+        kind: EntryKind::Refund,
+        ..payment(&card, 20)
+    };
+    let refund = l.begin_payment(&rp).unwrap().seq;
+    let r = card.torn_debit(20, CNY, &rp.txn_time, EntryKind::Refund);
+    assert!(matches!(
+        l.record_outcome(refund, &Outcome::Recovered(r)),
+        Err(LedgerError::Evidence {
+            source: EvidenceError::NotADebit,
+            ..
+        })
+    ));
+    // Nothing of that was written; the good evidence is.
+    assert_eq!(l.entry(seq).unwrap().unwrap().state, EntryState::Intent);
+    assert!(l.pending_upload(10).unwrap().is_empty());
+    l.record_outcome(seq, &Outcome::Recovered(good)).unwrap();
+    assert_eq!(l.entry(seq).unwrap().unwrap().state, EntryState::Recovered);
+}
+
+#[test]
+fn the_schema_itself_refuses_outcomes_the_state_machine_does_not_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let mut l = open(&path);
+    let mut card = TestCard::demo_sm4(7003).unwrap();
+    let approved = pay(&mut l, &mut card, 10);
+    let open_seq = l.begin_payment(&payment(&card, 11)).unwrap().seq;
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let insert = |seq: u64, state: &str, atc: Option<i64>, note: Option<&str>, ev: Option<&str>| {
+        raw.execute(
+            "INSERT INTO outcomes (seq, state, atc, note, evidence, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            rusqlite::params![seq as i64, state, atc, note, ev],
+        )
+        .map_err(|e| e.to_string())
+    };
+    let ev = r#"{"source":"operator","note":"by hand"}"#;
+    for (seq, state, atc, note, evidence, why) in [
+        (open_seq, "bogus", None, None, None, "state unknown"),
+        (open_seq, "intent", None, None, None, "state unknown"),
+        (
+            approved,
+            "voided",
+            None,
+            Some("x"),
+            None,
+            "not allowed after",
+        ),
+        (
+            approved,
+            "recovered",
+            Some(5),
+            None,
+            Some(ev),
+            "not allowed after",
+        ),
+        (
+            open_seq,
+            "recovered",
+            Some(5),
+            None,
+            None,
+            "needs its ATC and evidence",
+        ),
+        (
+            open_seq,
+            "recovered",
+            None,
+            None,
+            Some(ev),
+            "needs its ATC and evidence",
+        ),
+        (
+            open_seq,
+            "voided",
+            None,
+            None,
+            Some(ev),
+            "needs its ATC and evidence",
+        ),
+    ] {
+        let err = insert(seq, state, atc, note, evidence).unwrap_err();
+        assert!(err.contains(why), "{state} on {seq}: {err}");
+    }
+    insert(open_seq, "unknown", None, None, None).unwrap();
+    let err = insert(open_seq, "unknown", None, None, None).unwrap_err();
+    assert!(err.contains("not allowed after"), "{err}");
+    insert(open_seq, "unknown", None, Some("unclear"), None).unwrap();
+    insert(open_seq, "recovered", Some(5), None, Some(ev)).unwrap();
+    let err = insert(open_seq, "unknown", None, Some("again"), None).unwrap_err();
+    assert!(err.contains("not allowed after"), "{err}");
+    assert_eq!(
+        l.entry(open_seq).unwrap().unwrap().state,
+        EntryState::Recovered
+    );
+}
+
+#[test]
+fn recovered_evidence_puts_no_pan_in_the_file_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let mut card = TestCard::demo_sm4(7004).unwrap();
+    {
+        let mut l = open(&path);
+        torn(&mut l, &mut card, 321, true);
+        let seq = l.begin_payment(&payment(&card, 5)).unwrap().seq;
+        l.record_outcome(
+            seq,
+            &Outcome::Unclear {
+                note: "log unreadable".into(),
+            },
+        )
+        .unwrap();
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    if let Ok(w) = std::fs::read(dir.path().join("l.db-wal")) {
+        bytes.extend(w);
+    }
+    let hay = String::from_utf8_lossy(&bytes);
+    assert!(hay.contains("torn_debit"), "the evidence is in the file");
+    let pan = card.pan.expose();
+    assert!(!hay.contains(pan), "PAN in clear");
+    // Nor as BCD in the log record's hex (5A would be refused anyway).
+    assert!(
+        !hay.to_uppercase().contains(&pan[..16]),
+        "PAN digits in hex"
+    );
+}
+
+#[test]
+fn an_operator_settles_what_recovery_left_unclear() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("l.db"));
+    let card = TestCard::demo_sm4(7005).unwrap();
+    let p = payment(&card, 800);
+    let a = l.begin_payment(&p).unwrap().seq;
+    let b = l.begin_payment(&p).unwrap().seq;
+    for s in [a, b] {
+        l.record_outcome(
+            s,
+            &Outcome::Unclear {
+                note: "Ambiguous(2)".into(),
+            },
+        )
+        .unwrap();
+    }
+    assert!(matches!(
+        l.resolve_by_operator(a, &OperatorFinding::NotDebited, " "),
+        Err(LedgerError::Evidence {
+            source: EvidenceError::MissingNote,
+            ..
+        })
+    ));
+    assert_eq!(
+        l.resolve_by_operator(a, &OperatorFinding::NotDebited, "log printed at counter 2")
+            .unwrap(),
+        EntryState::Voided
+    );
+    let atc = card.atc;
+    let log = testkit::log_record(800, CNY, &p.txn_time, p.kind, atc);
+    // The log record must agree with the ATC given.
+    assert!(matches!(
+        l.resolve_by_operator(
+            b,
+            &OperatorFinding::Debited {
+                atc: atc + 1,
+                log_record: Some(log.clone())
+            },
+            "log printed at counter 2"
+        ),
+        Err(LedgerError::Evidence {
+            source: EvidenceError::Atc,
+            ..
+        })
+    ));
+    assert_eq!(
+        l.resolve_by_operator(
+            b,
+            &OperatorFinding::Debited {
+                atc,
+                log_record: Some(log)
+            },
+            "log printed at counter 2"
+        )
+        .unwrap(),
+        EntryState::Recovered
+    );
+    let e = l.entry(b).unwrap().unwrap();
+    let r = e.recovered.unwrap();
+    assert_eq!(r.evidence.source, RecoverySource::Operator);
+    assert_eq!(r.evidence.note.as_deref(), Some("log printed at counter 2"));
+    assert!(l.unresolved().unwrap().is_empty());
+    // Settled is settled.
+    assert!(matches!(
+        l.resolve_by_operator(a, &OperatorFinding::NotDebited, "again"),
+        Err(LedgerError::Transition { .. })
+    ));
+}
+
+#[test]
+fn a_version_2_file_with_an_unknown_entry_upgrades_and_the_entry_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let mut card = TestCard::demo_sm4(7006).unwrap();
+    let t: TxnTime = "20250301101500".parse().unwrap();
+    {
+        // A file as version 2 of the code left it: an intent whose card was pulled.
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        migrations::migrate_to(&mut c, 2).unwrap();
+        assert_eq!(migrations::version(&c).unwrap(), 2);
+        let k = key();
+        let pan = card.pan.expose();
+        c.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('terminal_id', 'KIOSK-1');
+             INSERT INTO batches (batch_no, state, opened_at) VALUES (1, 'open', 0);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO entries (seq, idempotency_id, batch_no, kind, amount_fen, currency,
+                pan_masked, pan_index, pan_enc, psn_enc, txn_time, created_at)
+             VALUES (1, '000102030405060708090a0b0c0d0e0f', 1, 'ec_purchase', 640, 156, ?1, ?2,
+                ?3, ?4, ?5, 0)",
+            rusqlite::params![
+                card.pan.masked(),
+                k.blind_index("pan", pan).to_vec(),
+                k.seal_str(b"entries.pan:1", pan).unwrap(),
+                k.seal_str(b"entries.psn:1", card.psn.as_str()).unwrap(),
+                t.as_str()
+            ],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO outcomes (seq, state, recorded_at) VALUES (1, 'unknown', 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let mut l = open(&path);
+    assert_eq!(l.schema_version().unwrap(), migrations::latest());
+    assert_eq!(migrations::latest(), 3);
+    assert_eq!(l.unresolved().unwrap(), vec![1]);
+    let r = card.torn_debit(640, CNY, &t, EntryKind::EcPurchase);
+    l.record_outcome(1, &Outcome::Recovered(r.clone())).unwrap();
+    let up = l.pending_upload(10).unwrap();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].state, EntryState::Recovered);
+    assert_eq!(up[0].recovered.as_ref(), Some(&r));
+    assert_eq!(up[0].pan, card.pan);
+    // The new triggers guard the upgraded file too.
+    drop(l);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let err = raw
+        .execute(
+            "INSERT INTO outcomes (seq, state, recorded_at) VALUES (1, 'voided', 0)",
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not allowed after"), "{err}");
 }
