@@ -146,6 +146,7 @@ fn contact_ec_purchase_sm_dda() {
     assert_eq!(rec.cvm_results.0, [0x1f, 0x00, 0x02]);
     assert_eq!(rec.cryptogram_data.len(), 52, "CDOL1 data");
     assert!(cryptogram_checks(rec, Algo::Sm));
+    assert!(rec.card_debited_offline());
     // The input: the 表E.1 elements of CDOL1 (not time or merchant), AIP, ATC, CVR.
     let input = rec.cryptogram_input().unwrap();
     assert_eq!(input.as_bytes()[..29], rec.cryptogram_data[..29]);
@@ -287,6 +288,9 @@ fn tampered_cda_signature_declines_the_tc() {
         assert!(r.rec.tvr.contains(TvrBit::CdaFailed));
         assert_eq!(r.rec.outcome, Outcome::DeclinedOffline);
         assert_eq!(r.rec.arc, Some(*b"Z1"));
+        // The card returned a TC for electronic cash and debited: booked all the same.
+        assert_eq!(r.card.balance, 48_500);
+        assert!(r.rec.card_debited_offline());
     }
 }
 
@@ -536,11 +540,15 @@ fn hot_listed_card() {
     assert!(r.rec.tvr.contains(TvrBit::CardOnExceptionFile));
     assert_eq!(r.rec.outcome, Outcome::DeclinedOffline);
     assert_eq!(r.card.balance, 50_000);
+    assert!(!r.rec.card_debited_offline(), "declined before GENERATE AC");
     let (rec, card, _) = qpboc_with(Profile::sm(), &terminal(false), 1500, &hot);
     assert!(rec.tvr.contains(TvrBit::CardOnExceptionFile));
     assert_eq!(rec.outcome, Outcome::DeclinedOffline);
-    // qPBOC debits in the GPO: the card's balance moved although the terminal declined.
+    // qPBOC debits in the GPO: the card's balance moved although the terminal declined, and
+    // the record says the ledger must book it.
     assert_eq!(card.balance, 48_500);
+    assert!(rec.card_debited_offline());
+    assert!(cryptogram_checks(&rec, Algo::Sm), "a valid TC to book");
 }
 
 #[test]
@@ -634,6 +642,7 @@ fn online_paths() {
     );
     assert_eq!(r.rec.outcome, Outcome::DeclinedOnline);
     assert_eq!(r.rec.cid.unwrap().ac_type(), Some(AcType::Aac));
+    assert!(!r.rec.card_debited_offline());
     assert_eq!(r.issuer.arqc_valid, [true]);
     assert!(cryptogram_checks(&r.rec, Algo::Sm), "the second AAC");
     // Issuer unreachable: default action codes; the card's IAC-default has floor limit.
@@ -704,6 +713,10 @@ fn ec_load_with_issuer_script() {
         Some(card_core::pboc::CryptogramSource::SecondGenerateAc)
     );
     assert!(cryptogram_checks(&r.rec, Algo::Sm), "the second TC");
+    assert!(
+        !r.rec.card_debited_offline(),
+        "an online TC debits no EC balance"
+    );
     assert_eq!(
         r.rec.cryptogram_input().unwrap().as_bytes()[14..19],
         r.rec.cdol2_data[12..17],

@@ -80,9 +80,13 @@ pub struct TerminalConfig {
 
 impl TerminalConfig {
     /// The kiosk defaults of docs/pboc-profile.md ("Terminal parameters"): UnionPay debit AID
-    /// with partial matching, type `26`, capabilities `20 88 C8`, country and currency `0156`,
-    /// TTQ `26 00 00 80`, `9F7B` 1,000.00, floor limit 0, TACs `DC4000A800` / `0010000000` /
-    /// `DC4004F800`, SM supported.
+    /// with partial matching, type `26` (unattended, offline only), capabilities `20 88 C8`,
+    /// country and currency `0156`, TTQ `28 00 00 80` (qPBOC, offline only, no online PIN, no
+    /// signature, fDDA version 01: JR/T 0025.12 表3, as type `26` says), `9F7B` 1,000.00, floor
+    /// limit 0, TACs `DC4000A800` / `0010000000` / `DC4004F800`, SM supported.
+    ///
+    /// An online-capable variant changes both: a type `x5` (or `x4`) and a TTQ without byte 1
+    /// bit 4, e.g. `26 00 00 80` with online PIN and signature where the terminal has them.
     pub fn kiosk() -> Self {
         Self {
             supported_aids: vec![SupportedAid::partial(&[
@@ -105,7 +109,7 @@ impl TerminalConfig {
                 online: [0xdc, 0x40, 0x04, 0xf8, 0x00],
             },
             default_ddol: Dol::from_pairs(&[(0x9f37, 4)]),
-            ttq: Ttq::from_bytes([0x26, 0x00, 0x00, 0x80]),
+            ttq: Ttq::from_bytes([0x28, 0x00, 0x00, 0x80]),
             sm_supported: true,
             random_selection: None,
             merchant_name: b"SOCIAL SECURITY BUREAU".to_vec(),
@@ -238,6 +242,12 @@ mod tests {
     fn terminal_types() {
         let mut t = TerminalConfig::kiosk();
         assert!(!t.online_capable());
+        // The TTQ agrees with the type: offline only (JR/T 0025.12 表3 byte 1 bit 4).
+        assert!(t.ttq.contains(super::super::bits::TtqBit::OfflineOnly));
+        assert!(
+            !t.ttq.contains(super::super::bits::TtqBit::Signature),
+            "unattended"
+        );
         assert!(!t.attended());
         t.terminal_type = 0x22;
         assert!(t.online_capable() && !t.online_only() && t.attended());

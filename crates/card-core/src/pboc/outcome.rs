@@ -159,6 +159,26 @@ impl TransactionRecord {
         }
         cryptogram::cryptogram_input(&sources, aip, atc, &self.iad)
     }
+
+    /// Whether the card debited its electronic cash balance offline: it answered a TC to the
+    /// first GENERATE AC of an electronic cash transaction (JR/T 0025.13 §7.4.5) or to the
+    /// qPBOC GET PROCESSING OPTIONS (JR/T 0025.12 §7.7.10, §7.7.19).
+    ///
+    /// The debit stands even when the terminal then declines ([`Outcome::DeclinedOffline`]
+    /// after a hot-listed or expired card, a failed fDDA or CDA): the card cannot take it back
+    /// and [`check_debit`](super::recovery::check_debit) would call it completed. The ledger
+    /// books such a transaction as an approved debit of the amount, with this TC
+    /// (docs/pboc-kernel.md "What the ledger books").
+    pub fn card_debited_offline(&self) -> bool {
+        let tc = self
+            .cid
+            .is_some_and(|c| c.ac_type() == Some(super::bits::AcType::Tc));
+        tc && match self.cryptogram_source {
+            Some(CryptogramSource::GetProcessingOptions) => true,
+            Some(CryptogramSource::FirstGenerateAc) => self.ec,
+            _ => false,
+        }
+    }
 }
 
 /// The write-ahead record of a debit about to be attempted.
