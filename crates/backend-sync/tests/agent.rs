@@ -1,6 +1,7 @@
 //! The agent binary's own duties: dead-lettering stale entries instead of sending them,
 //! progress on long uploads, `status`, stopping on a permanent refusal, and the scheduled loop
-//! (`run`) that brings a new hot-list entry to the terminal without being asked.
+//! (`run`) that brings a new hot-list entry to the terminal without being asked; an operator's
+//! `unresolved` and `resolve` for what recovery left unclear.
 
 #![allow(
     clippy::unwrap_used,
@@ -137,4 +138,96 @@ fn the_scheduled_loop_brings_a_new_lost_card_without_being_asked() {
     let _ = child.wait();
     assert!(seen, "the loop did not sync within 20 s");
     assert_exactly_once(&env, &term, &expected);
+}
+
+#[test]
+fn an_operator_lists_unclear_entries_and_resolves_them_from_the_command_line() {
+    use backend_sync::entry::{CNY, EntryKind, EntryState};
+    use backend_sync::ledger::{NewPayment, Outcome};
+    use backend_sync::testkit::{self, TestCard};
+
+    let term = Term::new("KIOSK-A9");
+    let card = TestCard::demo_sm4(9400).unwrap();
+    let t: backend_sync::entry::TxnTime = "20250301101500".parse().unwrap();
+    let mut l = term.open_ledger();
+    let p = NewPayment {
+        kind: EntryKind::EcPurchase,
+        amount_fen: 720,
+        currency: CNY,
+        pan: card.pan.clone(),
+        psn: card.psn.clone(),
+        txn_time: t.clone(),
+    };
+    let a = l.begin_payment(&p).unwrap().seq;
+    let b = l.begin_payment(&p).unwrap().seq;
+    for s in [a, b] {
+        l.record_outcome(
+            s,
+            &Outcome::Unclear {
+                note: "the transaction log cannot be read".into(),
+            },
+        )
+        .unwrap();
+    }
+    drop(l);
+    let run = |args: &[&str]| {
+        let o = term.agent(args).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["unresolved"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.contains(&format!("seq {a}\tunknown\t720 fen\t{}", card.pan.masked())),
+        "{out}"
+    );
+    assert!(out.contains("the transaction log cannot be read"), "{out}");
+    assert!(!out.contains(card.pan.expose()), "PAN in clear");
+    // Neither or both findings: refused.
+    let (code, _, _) = run(&["resolve", "--seq", &a.to_string(), "--note", "x"]);
+    assert_ne!(code, 0);
+    let log =
+        hex::encode_upper(testkit::log_record(720, CNY, &t, EntryKind::EcPurchase, 5).to_tlv());
+    let (code, out, err) = run(&[
+        "resolve",
+        "--seq",
+        &a.to_string(),
+        "--debited-atc",
+        "5",
+        "--log-record",
+        &log,
+        "--note",
+        "card log printed at counter 3",
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out.trim(), format!("seq {a}: recovered"));
+    let (code, out, err) = run(&[
+        "resolve",
+        "--seq",
+        &b.to_string(),
+        "--not-debited",
+        "--note",
+        "no debit in the card log",
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out.trim(), format!("seq {b}: voided"));
+    // Settled entries cannot be settled again.
+    let (code, _, err) = run(&[
+        "resolve",
+        "--seq",
+        &b.to_string(),
+        "--not-debited",
+        "--note",
+        "again",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let (_, out, _) = run(&["unresolved"]);
+    assert!(out.trim().is_empty(), "{out}");
+    let l = term.open_ledger();
+    assert_eq!(l.entry(a).unwrap().unwrap().state, EntryState::Recovered);
+    assert_eq!(l.pending_upload(10).unwrap().len(), 2);
 }

@@ -1,6 +1,7 @@
 //! kill -9, for real: the agent killed before a send, after a send before the answer is
 //! stored, and between batches, and at random moments; the server killed inside its booking
-//! transaction. After each loop, every entry is booked exactly once and the totals balance.
+//! transaction. After each loop, every entry is booked exactly once and the totals balance. A
+//! recovered debit (no cryptogram) whose answer was lost is booked once too.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,6 +15,9 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
+use backend_sync::ledger::UploadState;
+use backend_sync::server::db::Val;
+use backend_sync::testkit::TestCard;
 use common::*;
 
 const BATCH: &[&str] = &["--batch-size", "10"];
@@ -75,4 +79,51 @@ fn agent_killed_at_each_step_then_resumed_books_everything_exactly_once() {
 #[test]
 fn server_killed_mid_transaction_sqlite() {
     server_killed_mid_transaction(Backend::Sqlite);
+}
+
+#[test]
+fn agent_killed_after_sending_a_recovered_debit_books_it_exactly_once() {
+    let env = Env::new(Backend::Sqlite);
+    let server = env.start_server(0, &[]);
+    let term = Term::new("KIOSK-K3");
+    term.register(&env, &server.url, "110100");
+    let mut card = TestCard::demo_tdes(9300).unwrap();
+    let tc = term.approved_payment(&mut card, 210);
+    let (rec, _) = term.torn_payment(&mut card, 460);
+    // The server books both; the agent dies before it stores the answer.
+    assert!(agent_until_pause(&term, &server.url, "after_send", 1, &[]));
+    let l = term.open_ledger();
+    assert_eq!(
+        l.upload_state(rec).unwrap().unwrap().0,
+        UploadState::Pending
+    );
+    drop(l);
+    let status = |seq: u64| {
+        env.query(
+            "SELECT status FROM entries WHERE terminal_id = 'KIOSK-K3' AND seq = $1",
+            vec![Val::Int(seq as i64)],
+        )
+        .iter()
+        .map(|r| r.text(0).unwrap())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(status(rec), vec!["booked_unverified"]);
+    // The resend is a duplicate; the batch balances with the recovered debit named.
+    let (code, out, err) = term.run_agent("once", &server.url, &["--close-batch"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("uploaded 2 (booked 0, duplicate 2, rejected 0)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "batch 1: balanced (recovered debits apart: terminal 1 / 460 fen, server 1 / 460 fen)"
+        ),
+        "{out}"
+    );
+    assert_eq!(status(rec), vec!["booked_unverified"]);
+    assert_eq!(status(tc), vec!["booked"]);
+    assert_eq!(env.count("SELECT COUNT(*) FROM entries"), 2);
+    let l = term.open_ledger();
+    assert_eq!(l.upload_state(rec).unwrap().unwrap().0, UploadState::Booked);
 }

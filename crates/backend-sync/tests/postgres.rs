@@ -166,3 +166,8 @@ fn two_server_instances_on_one_postgres_behind_a_faulty_balancer() {
     let [_, _, _, _, dup, late, passed] = proxy.stats().snapshot();
     assert!(dup > 0 && late > 0 && passed > 0);
 }
+
+#[test]
+fn recovered_debits_are_booked_unverified_and_reconciled_apart_postgres() {
+    recovered_debits_are_booked_unverified_and_reconciled_apart(Backend::Postgres);
+}

@@ -714,3 +714,8 @@ fn batch_close_balances_or_names_the_differences() {
     assert_eq!((r.terminal.debit_count, r.server.debit_count), (3, 2));
     assert_eq!(r.terminal.debit_amount - r.server.debit_amount, 77);
 }
+
+#[test]
+fn recovered_debits_are_booked_unverified_and_reconciled_apart_sqlite() {
+    recovered_debits_are_booked_unverified_and_reconciled_apart(Backend::Sqlite);
+}

@@ -18,11 +18,16 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use backend_sync::entry::{CNY, EntryKind, TerminalId, TxnTime};
+use backend_sync::agent::client::SyncClient;
+use backend_sync::entry::{
+    CNY, EntryKind, EntryState, IdempotencyId, TerminalId, TxnTime, UploadEntry,
+};
 use backend_sync::field_crypto::FieldKey;
-use backend_sync::ledger::{Ledger, NewPayment, Outcome};
+use backend_sync::ledger::{Ledger, NewPayment, Outcome, UploadState};
+use backend_sync::recovery::{LogRecordData, Recovered};
 use backend_sync::server::db::{Db, DbUrl, Val};
 use backend_sync::testkit::{self, TestCard};
+use backend_sync::wire::{self, EntryStatus, RejectReason, UploadRequest, UploadResponse};
 use card_core::crypto::sm2::Sm2PrivateKey;
 use hsm_sim::server::BackgroundServer;
 use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
@@ -202,6 +207,15 @@ impl Env {
     pub fn count(&self, sql: &str) -> i64 {
         self.query(sql, vec![])[0].int(0).unwrap()
     }
+
+    /// A statement on the database, through the library; rows changed.
+    pub fn execute(&self, sql: &str, params: Vec<Val>) -> u64 {
+        let rt = rt();
+        rt.block_on(async {
+            let db = Db::open(&DbUrl::parse(&self.db), 1).await.unwrap();
+            db.execute(sql, params).await.unwrap()
+        })
+    }
 }
 
 /// A running `central-server`.
@@ -380,6 +394,68 @@ impl Term {
         )
     }
 
+    /// A signed client of the protocol for hand-made requests.
+    pub fn client(&self, url: &str) -> SyncClient {
+        SyncClient::new(
+            url,
+            self.id.clone(),
+            self.signing_key(),
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    }
+
+    /// Upload `entries` by hand; the answers.
+    pub fn upload(&self, url: &str, entries: Vec<UploadEntry>) -> UploadResponse {
+        let c = self.client(url);
+        rt().block_on(c.call(
+            reqwest::Method::POST,
+            "/v1/entries",
+            wire::encode(&UploadRequest { entries }),
+        ))
+        .unwrap()
+    }
+
+    /// Record a payment by `card` whose GENERATE AC was torn (card pulled after it debited):
+    /// the intent, `unknown`, then at the next insert the card's log proves the debit.
+    pub fn torn_payment(&self, card: &mut TestCard, amount: u64) -> (u64, Recovered) {
+        let mut l = self.open_ledger();
+        let t: TxnTime = "20250301101500".parse().unwrap();
+        let p = NewPayment {
+            kind: EntryKind::EcPurchase,
+            amount_fen: amount,
+            currency: CNY,
+            pan: card.pan.clone(),
+            psn: card.psn.clone(),
+            txn_time: t.clone(),
+        };
+        let seq = l.begin_payment(&p).unwrap().seq;
+        l.record_outcome(seq, &Outcome::Unknown).unwrap();
+        let r = card.torn_debit(amount, CNY, &t, EntryKind::EcPurchase);
+        l.record_outcome(seq, &Outcome::Recovered(r.clone()))
+            .unwrap();
+        (seq, r)
+    }
+
+    /// Record an approved payment (TC) by `card`.
+    pub fn approved_payment(&self, card: &mut TestCard, amount: u64) -> u64 {
+        let mut l = self.open_ledger();
+        let t: TxnTime = "20250301101500".parse().unwrap();
+        let p = NewPayment {
+            kind: EntryKind::EcPurchase,
+            amount_fen: amount,
+            currency: CNY,
+            pan: card.pan.clone(),
+            psn: card.psn.clone(),
+            txn_time: t.clone(),
+        };
+        let seq = l.begin_payment(&p).unwrap().seq;
+        let r = card.generate_ac(0x40, amount, CNY, &t, EntryKind::EcPurchase);
+        l.record_outcome(seq, &Outcome::Approved(r)).unwrap();
+        seq
+    }
+
     pub fn register(&self, env: &Env, url: &str, region: &str) {
         let token = env.add_terminal(self.id.as_str(), region);
         let (code, out, err) = self.run_agent("register", url, &["--token", &token]);
@@ -540,4 +616,204 @@ pub fn server_killed_mid_transaction(backend: Backend) {
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains("batch 1: balanced"), "{out}");
     assert_exactly_once(&env, &term, &expected);
+}
+
+/// Recovered debits on the server: booked unverified with their evidence, outside the verified
+/// total; a resend is a duplicate; reconciliation balances with them counted apart; an ATC the
+/// card already used (by a TC, by another recovered debit, in the database or in the same
+/// request) is refused, also after the card index was backfilled at a restart; evidence that
+/// disagrees with the entry or is unusable is refused.
+pub fn recovered_debits_are_booked_unverified_and_reconciled_apart(backend: Backend) {
+    let env = Env::new(backend);
+    let mut server = env.start_server(0, &[]);
+    let term = Term::new("KIOSK-R1");
+    term.register(&env, &server.url, "110100");
+    let mut card = TestCard::demo_sm4(8100).unwrap();
+    let tc = term.approved_payment(&mut card, 120);
+    let (rec, recovered) = term.torn_payment(&mut card, 330);
+    assert_eq!((recovered.atc, card.atc), (2, 3));
+    let form = term
+        .open_ledger()
+        .pending_upload(10)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.seq == rec)
+        .unwrap();
+
+    let (code, out, err) = term.run_agent("once", &server.url, &["--close-batch"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("uploaded 2 (booked 2, duplicate 0, rejected 0) of which 1 recovered"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "batch 1: balanced (recovered debits apart: terminal 1 / 330 fen, server 1 / 330 fen)"
+        ),
+        "{out}"
+    );
+    let rows = env.query(
+        "SELECT status, state, atc, recovery, card_index FROM entries WHERE seq = $1",
+        vec![Val::Int(rec as i64)],
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].text(0).unwrap(), "booked_unverified");
+    assert_eq!(rows[0].text(1).unwrap(), "recovered");
+    assert_eq!(rows[0].int(2).unwrap(), 2);
+    let stored: Recovered = serde_json::from_str(&rows[0].text(3).unwrap()).unwrap();
+    assert_eq!(stored, recovered);
+    assert!(rows[0].opt_bytes(4).unwrap().is_some());
+    let verified = env.count(
+        "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM entries
+         WHERE status = 'booked' AND state = 'approved_offline'",
+    );
+    assert_eq!(
+        verified, 120,
+        "the recovered debit is outside the verified total"
+    );
+    let l = term.open_ledger();
+    assert_eq!(l.upload_state(rec).unwrap().unwrap().0, UploadState::Booked);
+    let b1 = l.batch(1).unwrap().unwrap().result.unwrap();
+    assert!(b1.balanced);
+    assert_eq!((b1.server.debit_count, b1.server.debit_amount), (1, 120));
+    assert_eq!(
+        (b1.recovered.server.count, b1.recovered.server.amount),
+        (1, 330)
+    );
+    assert_eq!(b1.recovered.seqs, vec![rec]);
+    drop(l);
+    let report = env.admin(&["report"]);
+    assert!(
+        report.contains("KIOSK-R1\t1\t0\t1\t120\t2\t1\t330"),
+        "{report}"
+    );
+    let listed = env.admin(&["recovered"]);
+    assert!(
+        listed.contains(&card.pan.masked()) && listed.contains("torn_debit"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(card.pan.expose()),
+        "PAN in clear: {listed}"
+    );
+
+    // A resend is a duplicate, nothing booked twice.
+    let again = term.upload(&server.url, vec![form.clone()]);
+    assert_eq!(again.results[0].status, EntryStatus::Duplicate);
+    assert_eq!(env.count("SELECT COUNT(*) FROM entries"), 2);
+
+    // Batch 2: a recovered debit claiming the ATC the TC used is refused; the batch shows it.
+    let t: TxnTime = "20250301101500".parse().unwrap();
+    let mut l = term.open_ledger();
+    let p = NewPayment {
+        kind: EntryKind::EcPurchase,
+        amount_fen: 55,
+        currency: CNY,
+        pan: card.pan.clone(),
+        psn: card.psn.clone(),
+        txn_time: t.clone(),
+    };
+    let clash = l.begin_payment(&p).unwrap().seq;
+    let mut r = recovered.clone();
+    r.atc = 1;
+    r.evidence.log_record = Some(testkit::log_record(55, CNY, &t, EntryKind::EcPurchase, 1));
+    r.evidence.atc_before = Some(0);
+    r.evidence.atc_after = Some(2);
+    l.record_outcome(clash, &Outcome::Recovered(r)).unwrap();
+    drop(l);
+    let (code, out, err) = term.run_agent("once", &server.url, &["--close-batch"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("rejected 1"), "{out}");
+    assert!(out.contains("batch 2: NOT balanced"), "{out}");
+    let l = term.open_ledger();
+    assert_eq!(
+        l.upload_state(clash).unwrap().unwrap(),
+        (UploadState::Rejected, Some("atc_conflict".into()))
+    );
+    let b2 = l.batch(2).unwrap().unwrap().result.unwrap();
+    assert_eq!(b2.missing_on_server, vec![clash]);
+    assert_eq!(
+        (b2.recovered.terminal.count, b2.recovered.server.count),
+        (1, 0)
+    );
+    drop(l);
+
+    // Hand-made entries: each check of the server on its own.
+    let mut n = 1000;
+    let mut make = |f: &dyn Fn(&mut UploadEntry)| {
+        let mut e = form.clone();
+        n += 1;
+        e.seq = n;
+        e.batch_no = 99;
+        e.idempotency_id = IdempotencyId::from_bytes(rand16());
+        f(&mut e);
+        e
+    };
+    let with_log = |e: &mut UploadEntry, amount: u64, atc: u16, extra: Option<(u32, Vec<u8>)>| {
+        let mut fields = testkit::log_record(amount, CNY, &t, EntryKind::EcPurchase, atc)
+            .fields()
+            .to_vec();
+        fields.extend(extra);
+        let r = e.recovered.as_mut().unwrap();
+        r.atc = atc;
+        r.evidence.log_record = Some(LogRecordData::from_fields(fields));
+        r.evidence.atc_before = Some(atc - 1);
+        r.evidence.atc_after = Some(atc);
+    };
+    let cases = [
+        (
+            make(&|e| e.amount_fen = 331),
+            Some(RejectReason::DataMismatch),
+        ),
+        (
+            make(&|e| with_log(e, 330, 9, Some((0x5A, vec![0x62, 0x17, 0x00, 0x81, 0x00])))),
+            Some(RejectReason::EvidenceInvalid),
+        ),
+        (
+            make(&|e| e.recovered = None),
+            Some(RejectReason::StateInconsistent),
+        ),
+        (
+            make(&|e| e.state = EntryState::ApprovedOffline),
+            Some(RejectReason::StateInconsistent),
+        ),
+        // The recovered debit's own ATC, under another sequence number.
+        (make(&|_| {}), Some(RejectReason::AtcConflict)),
+        // A fresh ATC twice in one request: the first is booked, the second refused.
+        (make(&|e| with_log(e, 330, 7, None)), None),
+        (
+            make(&|e| with_log(e, 330, 7, None)),
+            Some(RejectReason::AtcConflict),
+        ),
+    ];
+    let entries: Vec<UploadEntry> = cases.iter().map(|(e, _)| e.clone()).collect();
+    let resp = term.upload(&server.url, entries);
+    for ((e, want), got) in cases.iter().zip(&resp.results) {
+        assert_eq!(got.seq, e.seq);
+        match want {
+            Some(reason) => {
+                assert_eq!(got.status, EntryStatus::Rejected, "seq {}", e.seq);
+                assert_eq!(got.reason, Some(*reason), "seq {}", e.seq);
+            }
+            None => assert_eq!(got.status, EntryStatus::BookedUnverified, "seq {}", e.seq),
+        }
+    }
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM entries WHERE status = 'booked_unverified'"),
+        2
+    );
+
+    // Entries booked before the card index existed get it at the next start: clear it, restart,
+    // and the TC's ATC is still refused to a recovered debit.
+    assert!(env.execute("UPDATE entries SET card_index = NULL", vec![]) >= 3);
+    drop(server);
+    server = env.start_server(0, &[]);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM entries WHERE card_index IS NULL"),
+        0
+    );
+    let late = make(&|e| with_log(e, 330, 1, None));
+    let resp = term.upload(&server.url, vec![late]);
+    assert_eq!(resp.results[0].reason, Some(RejectReason::AtcConflict));
+    let _ = tc;
 }
