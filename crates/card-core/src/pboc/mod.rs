@@ -3,7 +3,7 @@
 //! (JR/T 0025.12), offline data authentication with SM2 (JR/T 0025.17) and RSA (JR/T 0025.7),
 //! the electronic cash queries (balance, transaction log, load log), and the check that
 //! resolves a debit torn by a pulled card. The card side it talks to is specified by
-//! docs/pboc-profile.md.
+//! docs/pboc-profile.md; docs/pboc-kernel.md describes the kernel for its callers.
 //!
 //! # Design: plain data in, plain data out
 //!

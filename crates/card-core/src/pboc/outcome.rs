@@ -130,7 +130,7 @@ pub struct TransactionRecord {
 
 impl TransactionRecord {
     /// The exact bytes a card of cryptogram version 01 MACed into [`Self::cryptogram`]
-    /// (JR/T 0025.5 附录 E 表E.1; [`cryptogram`](super::cryptogram) for the contract): the
+    /// (JR/T 0025.5 附录 E 表E.1; [`super::cryptogram`] for the contract): the
     /// amounts, country, TVR, currency, date, type and unpredictable number the card received
     /// in the DOLs of the command that produced it (first GENERATE AC: CDOL1, then PDOL;
     /// second: CDOL2, CDOL1, PDOL; qPBOC: PDOL), then the AIP, the ATC and the CVR of
