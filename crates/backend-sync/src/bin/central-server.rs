@@ -267,11 +267,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Recovered => {
             let db = open_db(&cli).await?;
-            println!("terminal\tseq\tbatch\tcard\tamount_fen\ttime\tatc\tsource\tlog_record\tnote");
+            println!(
+                "terminal\tseq\tbatch\tcard\tamount_fen\ttime\tatc\tsource\tclash\tlog_record\tnote"
+            );
             for r in admin::recovered_entries(&db).await? {
                 let e = &r.recovered.evidence;
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     r.terminal_id,
                     r.seq,
                     r.batch_no,
@@ -280,6 +282,7 @@ async fn run(cli: Cli) -> Result<()> {
                     r.txn_time,
                     r.recovered.atc,
                     e.source.as_str(),
+                    if r.clash { "CLASH" } else { "-" },
                     e.log_record
                         .as_ref()
                         .map(|l| hex::encode_upper(l.to_tlv()))

@@ -361,15 +361,22 @@ pub struct RecoveredLine {
     pub txn_time: String,
     /// The recovered ATC and its evidence.
     pub recovered: crate::recovery::Recovered,
+    /// A verified entry (TC or AAC) of the same card was booked with the same ATC (it arrived
+    /// after the recovered debit): the two cannot both be right.
+    pub clash: bool,
 }
 
 /// Every recovered debit booked unverified, oldest first.
 pub async fn recovered_entries(db: &Db) -> Result<Vec<RecoveredLine>, AdminError> {
     let rows = db
         .query(
-            "SELECT terminal_id, seq, batch_no, pan_masked, amount_fen, txn_time, recovery
-             FROM entries WHERE status = 'booked_unverified'
-             ORDER BY booked_at, terminal_id, seq",
+            "SELECT e.terminal_id, e.seq, e.batch_no, e.pan_masked, e.amount_fen, e.txn_time,
+                e.recovery,
+                (SELECT COUNT(*) FROM entries v WHERE v.card_index = e.card_index
+                   AND v.atc = e.atc AND v.status = 'booked'
+                   AND v.state IN ('approved_offline', 'declined'))
+             FROM entries e WHERE e.status = 'booked_unverified'
+             ORDER BY e.booked_at, e.terminal_id, e.seq",
             vec![],
         )
         .await?;
@@ -385,6 +392,7 @@ pub async fn recovered_entries(db: &Db) -> Result<Vec<RecoveredLine>, AdminError
             amount_fen: r.int(4)?,
             txn_time: r.text(5)?,
             recovered,
+            clash: r.int(7)? > 0,
         });
     }
     Ok(out)

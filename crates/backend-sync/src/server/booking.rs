@@ -468,7 +468,13 @@ fn insert_stmt(
             text(reason.map(|r| r.as_str().into())),
             Val::Int(clock::unix_now()),
             Val::Bytes(card_index(&state.field_key, &e.pan, &e.psn).to_vec()),
-            text(recovered.map(|r| String::from_utf8(wire::encode(r)).unwrap_or_default())),
+            // Evidence is kept for what was booked only: a refused one may hold what it must not
+            // (a personal element in the log record).
+            text(
+                recovered
+                    .filter(|_| status == "booked_unverified")
+                    .map(|r| String::from_utf8(wire::encode(r)).unwrap_or_default()),
+            ),
         ],
     ))
 }

@@ -816,4 +816,29 @@ pub fn recovered_debits_are_booked_unverified_and_reconciled_apart(backend: Back
     let resp = term.upload(&server.url, vec![late]);
     assert_eq!(resp.results[0].reason, Some(RejectReason::AtcConflict));
     let _ = tc;
+    // Refused evidence is not kept (the one with a PAN element above).
+    assert_eq!(
+        env.count(
+            "SELECT COUNT(*) FROM entries WHERE status = 'rejected' AND recovery IS NOT NULL"
+        ),
+        0
+    );
+
+    // The other order: a TC for an ATC a recovered debit claimed is booked (the cryptogram
+    // proves it), and `central-server recovered` flags the recovered one.
+    card.atc = 7;
+    term.approved_payment(&mut card, 330);
+    let (code, out, err) = term.run_agent("once", &server.url, &[]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("booked 1"), "{out}");
+    let listed = env.admin(&["recovered"]);
+    let flags: Vec<(&str, &str)> = listed
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[6], f[8])
+        })
+        .collect();
+    assert_eq!(flags, vec![("2", "-"), ("7", "CLASH")], "{listed}");
 }
