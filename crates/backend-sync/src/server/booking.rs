@@ -630,6 +630,11 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
                 .or_else(|| by_id.get(&e.idempotency_id.to_hex()))
             {
                 Some(k) => answer_known(e, &digest, k),
+                // Not stored, yet not found: the partial unique index refused a recovered debit
+                // whose card ATC another request booked meanwhile.
+                None if e.state == EntryState::Recovered => {
+                    (EntryStatus::Rejected, Some(RejectReason::AtcConflict))
+                }
                 None => (EntryStatus::Rejected, Some(RejectReason::Conflict)),
             };
             if let Some(slot) = answers.get_mut(i) {
