@@ -10,7 +10,9 @@
 //!   with the intent, with the intent's amount and date, and answers `Completed(record)`;
 //! - **qPBOC declined by the terminal**: the card approved offline in its GET PROCESSING OPTIONS
 //!   answer and debited its electronic-cash balance; the terminal then declined (hot list,
-//!   expiry, fDDA failure). The card's money moved all the same.
+//!   expiry, fDDA failure). The card's money moved all the same. With the TC and its data at
+//!   hand, that debit is booked `approved_offline` with the TC (docs/pboc-kernel.md, "What the
+//!   ledger books"); this source is for when they are not usable.
 //!
 //! An operator may also settle an entry the card's state left unclear ([`RecoverySource::Operator`]).
 //!
@@ -122,7 +124,8 @@ pub enum RecoverySource {
     /// The card was pulled after the debiting GENERATE AC; its log, read at its next insertion,
     /// shows the debit.
     TornDebit,
-    /// qPBOC: the card approved in its GPO answer and debited; the terminal declined after.
+    /// qPBOC: the card approved in its GPO answer and debited; the terminal declined after, and
+    /// the TC is not usable (with a usable TC the debit is booked `approved_offline`).
     QpbocTerminalDeclined,
     /// An operator settled an entry the card's state left unclear (the note says on what).
     Operator,
