@@ -20,6 +20,7 @@ PACKAGES=(
     libvulkan1
     mesa-vulkan-drivers
     libxkbcommon-x11-0
+    poppler-utils
 )
 
 die() {
