@@ -108,6 +108,23 @@ pub const MIGRATIONS: &[&str] = &[
              <> (NEW.evidence IS NOT NULL AND NEW.atc IS NOT NULL AND NEW.cryptogram IS NULL)
           OR (NEW.state <> 'recovered' AND NEW.evidence IS NOT NULL)
         BEGIN SELECT RAISE(ABORT, 'a recovered outcome needs its ATC and evidence, and only it'); END;",
+    // 4: what the recovery of a torn debit needs, written with the intent in one transaction
+    // (`Ledger::begin_payment_with`): the card's ATC and EC balance before, the PBOC date and
+    // time sent to the card, and a blind index of the card's identity so the entry is found
+    // again at the card's next insert. Append-only like the entries.
+    "CREATE TABLE intent_facts (
+        seq INTEGER PRIMARY KEY REFERENCES entries(seq),
+        card_index BLOB NOT NULL,
+        atc_before INTEGER,
+        balance_before_fen INTEGER,
+        date_bcd TEXT NOT NULL,
+        time_bcd TEXT NOT NULL
+     );
+     CREATE INDEX intent_facts_by_card ON intent_facts(card_index);
+     CREATE TRIGGER intent_facts_no_update BEFORE UPDATE ON intent_facts
+        BEGIN SELECT RAISE(ABORT, 'ledger intent facts are append-only'); END;
+     CREATE TRIGGER intent_facts_no_delete BEFORE DELETE ON intent_facts
+        BEGIN SELECT RAISE(ABORT, 'ledger intent facts are append-only'); END;",
 ];
 
 /// The schema version this code writes.

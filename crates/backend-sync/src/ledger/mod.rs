@@ -17,6 +17,7 @@ pub mod hotlist;
 pub mod migrations;
 pub mod params;
 pub mod payments;
+pub mod recovery_facts;
 pub mod upload_queue;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use crate::entry::{EntryState, FieldError, TerminalId};
 use crate::field_crypto::{FieldCryptoError, FieldKey};
 
 pub use payments::{Intent, LedgerEntry, NewPayment, OperatorFinding, Outcome};
+pub use recovery_facts::{PendingRecovery, RecoveryFacts};
 pub use upload_queue::{SyncSummary, UploadState};
 
 /// Errors of the ledger, one variant per cause. None carries a PAN or a key.

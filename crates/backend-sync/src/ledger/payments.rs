@@ -10,6 +10,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::recovery_facts::RecoveryFacts;
 use super::{Ledger, LedgerError, state_from_db};
 use crate::clock;
 use crate::entry::{
@@ -213,6 +214,16 @@ impl Ledger {
     /// Write the intent of a payment, durably, before the card command that can debit. Refuses
     /// a card on the hot list and an amount out of range.
     pub fn begin_payment(&mut self, p: &NewPayment) -> Result<Intent, LedgerError> {
+        self.begin_payment_with(p, None)
+    }
+
+    /// [`Self::begin_payment`], with the facts the recovery of a torn debit needs written in the
+    /// same transaction ([`RecoveryFacts`]).
+    pub fn begin_payment_with(
+        &mut self,
+        p: &NewPayment,
+        facts: Option<&RecoveryFacts>,
+    ) -> Result<Intent, LedgerError> {
         if p.amount_fen == 0 || p.amount_fen > MAX_AMOUNT_FEN {
             return Err(LedgerError::Amount);
         }
@@ -252,6 +263,9 @@ impl Ledger {
             p.txn_time.as_str(),
             now
         ])?;
+        if let Some(f) = facts {
+            super::recovery_facts::insert(&tx, key, seq, f)?;
+        }
         tx.commit()?;
         Ok(Intent {
             seq,
