@@ -40,6 +40,14 @@ pub struct DemoSlot {
 struct SlotState {
     card: Option<(String, SharedCard)>,
     generation: u64,
+    pull: Option<PullTrap>,
+}
+
+/// When the demo slot pulls its card by itself (see [`DemoSlot::pull_on`]).
+#[derive(Clone, Copy)]
+struct PullTrap {
+    when: fn(&[u8]) -> bool,
+    after_card: bool,
 }
 
 impl std::fmt::Debug for DemoSlot {
@@ -74,6 +82,14 @@ impl DemoSlot {
         s.generation += 1;
     }
 
+    /// Pull the card out at the next command for which `when` is true, as a citizen pulling it
+    /// mid-transaction: with `after_card` the card processes the command first (its writes
+    /// happen, its answer is lost), otherwise the command never reaches it. For tests and for
+    /// demonstrating recovery.
+    pub fn pull_on(&self, when: fn(&[u8]) -> bool, after_card: bool) {
+        self.lock().pull = Some(PullTrap { when, after_card });
+    }
+
     /// The name of the card in the slot.
     pub fn inserted(&self) -> Option<String> {
         self.lock().card.as_ref().map(|(n, _)| n.clone())
@@ -93,13 +109,27 @@ struct DemoChannel {
 
 impl CardChannel for DemoChannel {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let s = self.slot.lock();
-        match &s.card {
+        let mut s = self.slot.lock();
+        let trap = s.pull.filter(|t| (t.when)(command));
+        let answer = match &s.card {
             Some((_, card)) if s.generation == self.generation => {
-                Ok(firmware_tests::vpcd::lock(card).process(command))
+                if trap.is_some_and(|t| !t.after_card) {
+                    None
+                } else {
+                    Some(firmware_tests::vpcd::lock(card).process(command))
+                }
             }
-            _ => Err(TransportError::CardRemoved),
+            _ => return Err(TransportError::CardRemoved),
+        };
+        if trap.is_some() {
+            s.pull = None;
+            if let Some((_, card)) = s.card.take() {
+                firmware_tests::vpcd::lock(&card).power_off();
+            }
+            s.generation += 1;
+            return Err(TransportError::CardRemoved);
         }
+        answer.ok_or(TransportError::CardRemoved)
     }
 }
 

@@ -15,7 +15,9 @@ use backend_sync::wire::{
 use card_core::CardSession;
 use card_core::crypto::rsa::YearMonth;
 use card_core::crypto::sm2_cert::TrustStore;
+use card_core::pboc::oda::CaStore;
 use card_core::ssse::{self, ReadStrategy};
+use firmware_tests::pboc::profile::TerminalCaKey;
 use firmware_tests::personalize::{self, CardInput};
 use firmware_tests::{Profile, SharedCard, SoftCard};
 use hsm_sim::client::{HsmClient, InProcess};
@@ -50,8 +52,10 @@ impl std::fmt::Debug for DemoCard {
 pub struct DemoWorld {
     /// The cards, in the order the demo panel shows them.
     pub cards: Vec<DemoCard>,
-    /// CA keys.
+    /// CA keys of the social-security application's card authentication.
     pub trust: TrustStore,
+    /// CA keys of the payment application's offline data authentication.
+    pub pboc_ca: CaStore,
     /// The ledger file.
     pub ledger_path: PathBuf,
     /// The ledger's field key (hex); in a real kiosk it lives outside the database.
@@ -118,8 +122,16 @@ impl DemoWorld {
         let mut trust = TrustStore::new();
         trust.insert(issuer.ca.clone());
         let mut cards = Vec::new();
+        let mut pboc_ca = CaStore::new();
         for (i, (name, zh, en, _)) in CARDS.iter().enumerate() {
-            let mut image = Profile::embedded(name).context("fixture")?.build()?;
+            let profile = Profile::embedded(name).context("fixture")?;
+            if let Some(section) = &profile.pboc {
+                match section.ca_key()? {
+                    TerminalCaKey::Sm2(k) => pboc_ca.add_sm2(k),
+                    TerminalCaKey::Rsa(k) => pboc_ca.add_rsa(k),
+                }
+            }
+            let mut image = profile.build()?;
             let identity = {
                 let mut s = CardSession::new(SoftCard::in_memory(image.clone()));
                 ssse::read_identity(&mut s, ReadStrategy::AllRecords)?
@@ -155,11 +167,30 @@ impl DemoWorld {
         let world = Self {
             cards,
             trust,
+            pboc_ca,
             ledger_path: dir.join("kiosk-ledger.db"),
             field_key_hex: hex::encode_upper(FIELD_KEY),
         };
         world.seed_ledger()?;
         Ok(world)
+    }
+
+    /// The session settings of the demo: its trust stores and ledger, the kiosk's terminal
+    /// parameters, `clock`, receipts into `receipts`.
+    pub fn worker_config(
+        &self,
+        clock: crate::clock::Clock,
+        receipts: Option<PathBuf>,
+    ) -> crate::session::WorkerConfig {
+        crate::session::WorkerConfig {
+            trust: self.trust.clone(),
+            ledger: Some(self.ledger_path.clone()),
+            open_ledger: Some(self.ledger_opener()),
+            clock,
+            terminal: card_core::pboc::TerminalConfig::kiosk(),
+            pboc_ca: self.pboc_ca.clone(),
+            receipts,
+        }
     }
 
     /// Open the demo ledger.

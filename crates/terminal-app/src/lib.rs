@@ -6,6 +6,9 @@
 
 pub mod card_source;
 pub mod cardctl;
+pub mod clock;
 pub mod demo;
 pub mod kiosk;
+pub mod payment;
+pub mod receipt;
 pub mod session;

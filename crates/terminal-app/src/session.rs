@@ -2,10 +2,11 @@
 //!
 //! A [`Worker`] runs on its own thread. It watches the [`CardSource`], and when a card comes in
 //! it checks it: reads the social-security identity, authenticates the card against the trust
-//! store (certificate chain and a fresh challenge), checks expiry and the local hot list, asks the
-//! card how many PIN tries are left. It then answers the UI's [`Request`]s (PIN, PIN change,
-//! end) and reports everything as [`Update`]s, calling the repaint hook after each so the UI
-//! wakes up. The UI never touches the card, the ledger or the network itself; the tests drive
+//! store (certificate chain and a fresh challenge), checks expiry and the local hot list, settles
+//! any payment a pulled card left in doubt ([`crate::payment::recover`]), asks the card how many
+//! PIN tries are left. It then answers the UI's [`Request`]s (PIN, queries, electronic cash
+//! account, payment, PIN change, end) and reports everything as [`Update`]s, calling the repaint
+//! hook after each so the UI wakes up. The UI never touches the card, the ledger or the network itself; the tests drive
 //! this module directly, the kiosk GUI and the counter API drive it too.
 //!
 //! Personal data leaves this module only inside [`Citizen`], whose fields mask themselves when
@@ -14,6 +15,9 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
+
+use card_core::pboc::TerminalConfig;
+use card_core::pboc::oda::CaStore;
 
 use backend_sync::entry::Pan;
 use backend_sync::ledger::{Ledger, LedgerError};
@@ -25,6 +29,11 @@ use card_core::ssse::{self, Date, ReadStrategy, SsseError};
 use card_core::{CardChannel, CardSession, SendError, TransportError};
 
 use crate::card_source::{CardSource, SourceEvent};
+use crate::clock::Clock;
+use crate::payment::{
+    self, CardAccount, LedgerBook, PayContext, PaymentFailure, PaymentOrder, PaymentReceipt,
+    Settled, UiPinPad,
+};
 
 /// Why a card was turned away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +61,14 @@ pub enum Request {
         /// New PIN.
         new: Pin,
     },
+    /// Read the card's electronic cash balance, limits and transaction log.
+    ShowAccount,
+    /// Pay a fee from the card's electronic cash.
+    Pay(PaymentOrder),
+    /// The offline PIN the card asked for during a payment.
+    PaymentPin(Pin),
+    /// The citizen cancelled the payment's PIN prompt.
+    CancelPayment,
     /// End the session (the citizen is done, or the idle timeout passed).
     End,
     /// Stop the worker.
@@ -63,6 +80,10 @@ impl std::fmt::Debug for Request {
         f.write_str(match self {
             Self::VerifyPin(_) => "VerifyPin(<redacted>)",
             Self::ChangePin { .. } => "ChangePin(<redacted>)",
+            Self::ShowAccount => "ShowAccount",
+            Self::Pay(_) => "Pay",
+            Self::PaymentPin(_) => "PaymentPin(<redacted>)",
+            Self::CancelPayment => "CancelPayment",
             Self::End => "End",
             Self::Shutdown => "Shutdown",
         })
@@ -105,6 +126,13 @@ impl std::fmt::Debug for Citizen {
 pub enum Update {
     /// The reader's state.
     Reader(ReaderStatus),
+    /// The ledger's sync state, for the status bar.
+    Sync {
+        /// The sync agent reached the backend in the last ten minutes.
+        online: bool,
+        /// Entries waiting to be uploaded (final ones, and ones still in doubt).
+        pending: u64,
+    },
     /// A card is being read and checked.
     Reading,
     /// The card was turned away.
@@ -127,6 +155,30 @@ pub enum Update {
     PinChanged,
     /// Changing the PIN failed (wrong old PIN is reported as `PinWrong`).
     PinChangeFailed(String),
+    /// Payments a pulled card had left in doubt, settled at this insert.
+    Settled(Vec<Settled>),
+    /// The card's electronic cash.
+    Account(CardAccount),
+    /// The electronic cash could not be read.
+    AccountFailed(PaymentFailure),
+    /// A payment is under way: the card must stay in.
+    Paying,
+    /// The card asks for its PIN to pay.
+    PaymentPinNeeded {
+        /// Tries left, when known.
+        tries_left: Option<u8>,
+        /// The previous PIN was wrong.
+        previous_wrong: bool,
+    },
+    /// Paid.
+    Paid {
+        /// What the receipt shows.
+        receipt: Box<PaymentReceipt>,
+        /// The receipt file written for the printer, if any.
+        file: Option<PathBuf>,
+    },
+    /// The payment did not go through.
+    PaymentFailed(PaymentFailure),
     /// The card was taken out.
     CardRemoved,
     /// The session ended (card still in: "please take your card").
@@ -146,9 +198,6 @@ pub enum ReaderStatus {
     CardIn,
 }
 
-/// Where the session gets its clock.
-pub type Today = Box<dyn Fn() -> Date + Send>;
-
 /// Settings of a worker.
 pub struct WorkerConfig {
     /// CA keys for card authentication.
@@ -157,14 +206,21 @@ pub struct WorkerConfig {
     pub ledger: Option<PathBuf>,
     /// Opens the ledger (the field key lives outside the database).
     pub open_ledger: Option<Box<dyn Fn() -> Result<Ledger, LedgerError> + Send>>,
-    /// Today's date.
-    pub today: Today,
+    /// The clock (China Standard Time in the kiosk; fixed in tests).
+    pub clock: Clock,
+    /// PBOC terminal parameters.
+    pub terminal: TerminalConfig,
+    /// CA keys for the payment application's offline data authentication.
+    pub pboc_ca: CaStore,
+    /// Where receipt files go (the kiosk printer's spool); none: no files.
+    pub receipts: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerConfig")
             .field("ledger", &self.ledger)
+            .field("receipts", &self.receipts)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +229,7 @@ struct Active {
     session: CardSession<Box<dyn CardChannel + Send>>,
     identity: Identity,
     pan: Option<String>,
+    signed_in: bool,
 }
 
 /// The session worker.
@@ -236,9 +293,31 @@ impl Worker {
         self.ledger.as_mut()
     }
 
+    /// Tell the status bar how the ledger's sync stands.
+    fn sync_status(&mut self) {
+        let Some(summary) = self.ledger().and_then(|l| l.sync_summary().ok()) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let online = summary
+            .last_success
+            .is_some_and(|t| now.saturating_sub(t) < 600);
+        self.send(Update::Sync {
+            online,
+            pending: summary.pending.saturating_add(summary.unresolved),
+        });
+    }
+
     /// Run until `Request::Shutdown` or the request channel closes.
     pub fn run(mut self) {
+        let mut last_status: Option<std::time::Instant> = None;
         loop {
+            if last_status.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                self.sync_status();
+                last_status = Some(std::time::Instant::now());
+            }
             for e in self.source.poll(Duration::from_millis(50)) {
                 self.on_source(e);
             }
@@ -266,7 +345,10 @@ impl Worker {
                 self.send(Update::Reader(ReaderStatus::CardIn));
                 self.send(Update::Reading);
                 match self.check_card() {
-                    Ok(tries_left) => self.send(Update::PinNeeded { tries_left }),
+                    Ok(tries_left) => {
+                        self.settle_pending();
+                        self.send(Update::PinNeeded { tries_left });
+                    }
                     Err(reason) => {
                         self.active = None;
                         self.send(Update::Rejected(reason));
@@ -287,7 +369,7 @@ impl Worker {
             SsseError::NotSsseCard => RejectReason::Unreadable("not a social-security card".into()),
             e => RejectReason::Unreadable(e.to_string()),
         })?;
-        let today = (self.config.today)();
+        let today = (self.config.clock)().ssse_date();
         let mut challenge = [0u8; ssse::auth::CHALLENGE_LEN];
         getrandom::fill(&mut challenge).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
         let month = YearMonth {
@@ -326,6 +408,7 @@ impl Worker {
             session,
             identity,
             pan,
+            signed_in: false,
         });
         Ok(tries)
     }
@@ -362,6 +445,7 @@ impl Worker {
                     .and_then(|()| ssse::verify_pin(&mut active.session, &pin));
                 match result {
                     Ok(()) => {
+                        active.signed_in = true;
                         let identity = active.identity.clone();
                         let insurance = self.insurance(&identity);
                         self.send(Update::SignedIn(Box::new(Citizen {
@@ -406,11 +490,138 @@ impl Worker {
                     Err(e) => self.send(Update::PinChangeFailed(e.to_string())),
                 }
             }
+            Request::ShowAccount => self.show_account(),
+            Request::Pay(order) => self.pay(&order),
+            // Only meaningful while a payment waits for them (see `UiPinPad`).
+            Request::PaymentPin(_) | Request::CancelPayment => {}
             Request::End => {
                 self.active = None;
                 self.send(Update::Ended);
             }
             Request::Shutdown => {}
+        }
+    }
+
+    /// The signed-in card, or tell the UI there is none.
+    fn signed_in(&mut self) -> bool {
+        if self.active.as_ref().is_some_and(|a| a.signed_in) {
+            true
+        } else {
+            self.send(Update::Error("no card".into()));
+            false
+        }
+    }
+
+    fn card_removed(&mut self) {
+        self.active = None;
+        self.send(Update::CardRemoved);
+    }
+
+    fn show_account(&mut self) {
+        if !self.signed_in() {
+            return;
+        }
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        match payment::read_account(&mut active.session, &self.config.terminal) {
+            Ok(account) => self.send(Update::Account(account)),
+            Err(PaymentFailure::CardRemoved) => self.card_removed(),
+            Err(e) => self.send(Update::AccountFailed(e)),
+        }
+    }
+
+    fn pay(&mut self, order: &PaymentOrder) {
+        if !self.signed_in() {
+            return;
+        }
+        self.send(Update::Paying);
+        if self.ledger().is_none() {
+            return self.send(Update::PaymentFailed(PaymentFailure::LedgerUnavailable(
+                "the ledger cannot be opened".into(),
+            )));
+        }
+        let mut un = [0u8; 4];
+        if getrandom::fill(&mut un).is_err() {
+            return self.send(Update::PaymentFailed(PaymentFailure::Error(
+                "no random source".into(),
+            )));
+        }
+        let now = (self.config.clock)();
+        let (Some(active), Some(ledger)) = (self.active.as_mut(), self.ledger.as_mut()) else {
+            return;
+        };
+        let card_ref = hex::encode(&active.identity.card.card_id);
+        let mut pad = UiPinPad {
+            requests: &self.requests,
+            updates: &self.updates,
+            repaint: self.repaint.as_ref(),
+            timeout: Duration::from_secs(60),
+        };
+        let result = payment::pay(
+            &mut active.session,
+            &mut LedgerBook(ledger),
+            PayContext {
+                terminal: &self.config.terminal,
+                ca: &self.config.pboc_ca,
+                now,
+                unpredictable_number: un,
+                card_ref: &card_ref,
+                pin_pad: &mut pad,
+            },
+            order,
+        );
+        match result {
+            Ok(receipt) => {
+                let file = self.write_receipt(&receipt, order.english);
+                self.sync_status();
+                self.send(Update::Paid {
+                    receipt: Box::new(receipt),
+                    file,
+                });
+            }
+            Err(PaymentFailure::CardRemoved) => self.card_removed(),
+            Err(e @ PaymentFailure::InDoubt { .. }) => {
+                self.active = None;
+                self.send(Update::PaymentFailed(e));
+                self.send(Update::CardRemoved);
+            }
+            Err(e) => self.send(Update::PaymentFailed(e)),
+        }
+    }
+
+    /// Write the receipt for the printer; a failure is reported on the screen, the payment
+    /// stands.
+    fn write_receipt(&self, receipt: &PaymentReceipt, english: bool) -> Option<PathBuf> {
+        let dir = self.config.receipts.as_ref()?;
+        std::fs::create_dir_all(dir).ok()?;
+        let path = dir.join(format!("receipt-{:08}.pdf", receipt.seq));
+        payment::write_receipt_file(receipt, english, &path).ok()?;
+        Some(path)
+    }
+
+    /// Settle the payments this card left in doubt (card pulled after the debit command).
+    fn settle_pending(&mut self) {
+        if self.ledger().is_none() {
+            return;
+        }
+        let (Some(active), Some(ledger)) = (self.active.as_mut(), self.ledger.as_mut()) else {
+            return;
+        };
+        let card_ref = hex::encode(&active.identity.card.card_id);
+        let settled = payment::recover(
+            &mut active.session,
+            &mut LedgerBook(ledger),
+            &self.config.terminal,
+            &card_ref,
+        );
+        // Back to the social-security application for the PIN.
+        let _ = ssse::select(&mut active.session);
+        match settled {
+            Ok(list) if !list.is_empty() => self.send(Update::Settled(list)),
+            Ok(_) => {}
+            // The entry stays unknown; the next insert tries again.
+            Err(_) => {}
         }
     }
 

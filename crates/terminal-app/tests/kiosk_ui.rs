@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use terminal_app::card_source::{DemoSlot, DemoSource};
+use terminal_app::clock::LocalTime;
 use terminal_app::demo::DemoWorld;
 use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang, Screen};
-use terminal_app::session::{Worker, WorkerConfig};
+use terminal_app::session::Worker;
 
 struct Kiosk {
     harness: Harness<'static, KioskApp>,
@@ -26,8 +27,15 @@ struct Kiosk {
     _dir: tempfile::TempDir,
 }
 
-fn today() -> card_core::ssse::Date {
-    card_core::ssse::Date::new(2026, 11, 28).unwrap()
+fn now() -> LocalTime {
+    LocalTime {
+        year: 2026,
+        month: 11,
+        day: 28,
+        hour: 10,
+        minute: 30,
+        second: 0,
+    }
 }
 
 fn kiosk(lang: Lang, idle: Duration) -> Kiosk {
@@ -59,12 +67,7 @@ fn kiosk(lang: Lang, idle: Duration) -> Kiosk {
         req_rx,
         up_tx,
         Box::new(|| {}),
-        WorkerConfig {
-            trust: world.trust.clone(),
-            ledger: Some(world.ledger_path.clone()),
-            open_ledger: Some(world.ledger_opener()),
-            today: Box::new(today),
-        },
+        world.worker_config(Box::new(now), Some(dir.path().join("receipts"))),
     );
     worker.spawn().unwrap();
     let panel = DemoPanel {
@@ -100,7 +103,12 @@ impl Kiosk {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             self.harness.step();
-            if self.harness.query_by_label_contains(label).is_some() {
+            if self
+                .harness
+                .query_all_by_label_contains(label)
+                .next()
+                .is_some()
+            {
                 return;
             }
             assert!(
@@ -137,8 +145,61 @@ impl Kiosk {
         self.slot.insert(name, card);
     }
 
+    /// Click the widget whose label contains `part` (labels with amounts in them).
+    fn click_containing(&mut self, part: &str) {
+        self.harness.get_by_label_contains(part).click();
+        self.harness.step();
+        self.harness.step();
+    }
+
+    fn card(&self, name: &str) -> firmware_tests::SharedCard {
+        self.world
+            .cards
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .card
+            .clone()
+    }
+
+    /// The card's electronic cash balance, read straight from the card.
+    fn balance(&self, name: &str) -> u64 {
+        let card = self.card(name);
+        let c = firmware_tests::vpcd::lock(&card);
+        let image = c.image().clone();
+        drop(c);
+        image
+            .pboc
+            .as_ref()
+            .and_then(|p| p.ec.as_ref())
+            .map(|e| e.balance)
+            .unwrap()
+    }
+
+    fn ledger(&self) -> backend_sync::ledger::Ledger {
+        (self.world.ledger_opener())().unwrap()
+    }
+
+    fn sign_in_zhangsan(&mut self) {
+        self.wait_for("读卡器就绪");
+        self.insert("zhangsan");
+        self.wait_for("请输入社保卡密码");
+        self.type_pin("123456");
+        self.wait_for("张*，您好");
+    }
+
+    fn pay_replacement_fee(&mut self) {
+        self.click("缴费");
+        self.click_containing("社会保障卡补换卡工本费");
+        self.wait_for("请确认缴费");
+        self.click("确认支付");
+    }
+
     fn shows(&self, label: &str) -> bool {
-        self.harness.query_by_label_contains(label).is_some()
+        self.harness
+            .query_all_by_label_contains(label)
+            .next()
+            .is_some()
     }
 }
 
@@ -395,6 +456,48 @@ fn snapshots(lang: Lang) {
         });
         k.wait_for("2026-11-27 18:00");
         snap(&mut k, &format!("insurance_{tag}"));
+        k.click(match lang {
+            Lang::Zh => "返回",
+            Lang::En => "Back",
+        });
+        k.click(match lang {
+            Lang::Zh => "电子现金",
+            Lang::En => "Electronic cash",
+        });
+        k.wait_for("500.00");
+        snap(&mut k, &format!("account_{tag}"));
+        k.click(match lang {
+            Lang::Zh => "缴费",
+            Lang::En => "Pay a fee",
+        });
+        k.wait_for("20.00");
+        snap(&mut k, &format!("pay_items_{tag}"));
+        k.click_containing(match lang {
+            Lang::Zh => "社会保障卡补换卡工本费",
+            Lang::En => "Card replacement fee",
+        });
+        k.wait_for(match lang {
+            Lang::Zh => "请确认缴费",
+            Lang::En => "Please confirm",
+        });
+        snap(&mut k, &format!("pay_confirm_{tag}"));
+        k.click(match lang {
+            Lang::Zh => "确认支付",
+            Lang::En => "Pay",
+        });
+        k.wait_for(match lang {
+            Lang::Zh => "请输入卡片密码以完成支付",
+            Lang::En => "Enter the card PIN to pay",
+        });
+        for d in "123456".chars() {
+            k.click(&d.to_string());
+        }
+        k.click(ok);
+        k.wait_for(match lang {
+            Lang::Zh => "缴费成功",
+            Lang::En => "Payment complete",
+        });
+        snap(&mut k, &format!("receipt_{tag}"));
         k.slot.remove();
         k.wait_for(match lang {
             Lang::Zh => "请插入社保卡",
@@ -407,4 +510,144 @@ fn snapshots(lang: Lang) {
         });
         snap(&mut k, &format!("rejected_hotlisted_{tag}"));
     }
+}
+
+#[test]
+fn pay_a_fee_from_electronic_cash_with_receipt_and_exactly_the_ledger_entries() {
+    let mut k = kiosk(Lang::Zh, Duration::from_secs(600));
+    k.sign_in_zhangsan();
+    k.click("电子现金");
+    k.wait_for("余额（元）");
+    assert!(k.shows("500.00"), "balance before");
+    assert!(k.shows("暂无交易记录"));
+    k.click("返回");
+
+    // A fixed fee: the card asks for its PIN (its CVM list), then the receipt.
+    k.pay_replacement_fee();
+    k.wait_for("请输入卡片密码以完成支付");
+    k.type_pin("123456");
+    k.wait_for("缴费成功");
+    assert!(k.shows("20.00"));
+    assert!(k.shows("00000001"), "transaction number");
+    assert!(
+        k.shows("623058*********0013") || k.shows("623058"),
+        "masked PAN"
+    );
+    assert!(k.shows("480.00"), "balance after");
+    assert!(k.shows("凭条已打印"));
+    let file = k.harness.state().state.receipt_file.clone().unwrap();
+    assert!(file.exists(), "receipt file written");
+    assert_eq!(k.balance("zhangsan"), 48_000);
+
+    // An amount the citizen types.
+    k.click("返回首页");
+    k.click("缴费");
+    k.click_containing("其他缴费");
+    k.wait_for("请输入金额（元）");
+    for d in "15".chars() {
+        k.click(&d.to_string());
+    }
+    k.click("确认");
+    k.wait_for("请确认缴费");
+    assert!(k.shows("15.00"));
+    k.click("确认支付");
+    k.wait_for("请输入卡片密码以完成支付");
+    k.type_pin("123456");
+    k.wait_for("缴费成功");
+    assert_eq!(k.balance("zhangsan"), 46_500);
+
+    // More than the card holds: refused before the card is asked to pay.
+    k.click("返回首页");
+    k.click("缴费");
+    k.click_containing("其他缴费");
+    for d in "900".chars() {
+        k.click(&d.to_string());
+    }
+    k.click("确认");
+    k.click("确认支付");
+    k.wait_for("电子现金余额不足");
+    assert_eq!(k.balance("zhangsan"), 46_500);
+
+    // The card's log and the ledger say the same.
+    k.click("确定");
+    k.click("电子现金");
+    k.wait_for("465.00");
+    assert!(k.shows("消费"));
+    let entries = k.ledger().entries().unwrap();
+    assert_eq!(entries.len(), 2, "exactly the two payments: {entries:?}");
+    for (e, fen) in entries.iter().zip([2_000u64, 1_500]) {
+        assert_eq!(e.amount_fen, fen);
+        assert_eq!(e.state, backend_sync::entry::EntryState::ApprovedOffline);
+        let card = e.card.as_ref().unwrap();
+        assert_eq!(
+            card.cryptogram_type(),
+            backend_sync::entry::CryptogramType::Tc
+        );
+        assert!(!e.pan_masked.contains("6230580000000000013"));
+    }
+}
+
+fn is_generate_ac(apdu: &[u8]) -> bool {
+    apdu.get(..2) == Some(&[0x80, 0xae][..])
+}
+
+/// The citizen pulls the card at the GENERATE AC: `after_card` the card has debited and its
+/// answer is lost, otherwise the command never reached it. The kiosk says the payment is in
+/// doubt; at the next insert it settles it from the card's log: once, and rightly.
+fn pulled_during_payment(after_card: bool) {
+    let mut k = kiosk(Lang::Zh, Duration::from_secs(600));
+    k.sign_in_zhangsan();
+    k.pay_replacement_fee();
+    k.wait_for("请输入卡片密码以完成支付");
+    k.slot.pull_on(is_generate_ac, after_card);
+    k.type_pin("123456");
+    k.wait_for("支付过程中卡片被拔出");
+    assert!(
+        k.shows("请插入社保卡"),
+        "back to attract, the warning shown"
+    );
+    assert!(k.harness.state().state.citizen.is_none());
+    let entries = k.ledger().entries().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].state, backend_sync::entry::EntryState::Unknown);
+    let debited = k.balance("zhangsan") == 48_000;
+    assert_eq!(
+        debited, after_card,
+        "the card debited only if it got the command"
+    );
+
+    k.insert("zhangsan");
+    let settled = if after_card {
+        "已从卡内扣款，缴费成功"
+    } else {
+        "未扣款，可重新缴费"
+    };
+    k.wait_for(settled);
+    assert!(k.shows("请输入社保卡密码"));
+    let entries = k.ledger().entries().unwrap();
+    assert_eq!(entries.len(), 1, "settled, not booked again");
+    assert_eq!(
+        entries[0].state,
+        if after_card {
+            backend_sync::entry::EntryState::Recovered
+        } else {
+            backend_sync::entry::EntryState::Voided
+        }
+    );
+    // A second insert finds nothing left to settle.
+    k.slot.remove();
+    k.wait_for("请插入社保卡");
+    k.insert("zhangsan");
+    k.wait_for("请输入社保卡密码");
+    assert!(!k.shows(settled));
+}
+
+#[test]
+fn card_pulled_after_the_debit_is_recovered_at_the_next_insert() {
+    pulled_during_payment(true);
+}
+
+#[test]
+fn card_pulled_before_the_debit_is_voided_at_the_next_insert() {
+    pulled_during_payment(false);
 }

@@ -284,7 +284,23 @@ fn citizen_journey_in_a_real_window() {
     k.screenshot("insurance");
     k.click(&insurance, "返回");
     let home = k.wait("Home");
-    k.click(&home, "结束");
+    k.click(&home, "电子现金");
+    let account = k.wait("Account");
+    k.screenshot("account");
+    k.click(&account, "缴费");
+    let items = k.wait("PayItems");
+    k.screenshot("pay-items");
+    k.click(&items, "社会保障卡补换卡工本费");
+    let confirm = k.wait("PayConfirm");
+    k.screenshot("pay-confirm");
+    k.click(&confirm, "确认支付");
+    // The card asks for its PIN to pay: typed on the keyboard this time.
+    k.wait("PaymentPin");
+    k.xdotool(&["type", "--delay", "80", "123456"]);
+    k.xdotool(&["key", "Return"]);
+    let receipt = k.wait("Receipt");
+    k.screenshot("receipt");
+    k.click(&receipt, "结束");
     let take = k.wait("TakeCard");
     k.screenshot("take-card");
     k.click(&take, "取出卡片");

@@ -11,11 +11,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use card_core::pboc::TerminalConfig;
+use card_core::pboc::oda::CaStore;
 use card_core::secret::Pin;
 use clap::Parser;
 use terminal_app::card_source::{CardSource, DemoSlot, DemoSource, PcscSource};
+use terminal_app::clock::system_clock;
 use terminal_app::demo::DemoWorld;
 use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang};
+use terminal_app::payment::PaymentOrder;
 use terminal_app::session::{Request, Update, Worker, WorkerConfig};
 
 #[derive(Parser, Debug)]
@@ -48,20 +52,15 @@ struct Args {
     /// Where the demo keeps its ledger (default: a temporary directory).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Where receipt files (PDF) go for the printer (default: STATE_DIR/receipts).
+    #[arg(long, value_name = "DIR")]
+    receipts: Option<PathBuf>,
     /// Append the name of each screen shown to FILE (for tests driving the window).
     #[arg(long, value_name = "FILE")]
     screen_log: Option<PathBuf>,
 }
 
-fn today() -> card_core::ssse::Date {
-    terminal_app::cardctl::today().unwrap_or(card_core::ssse::Date {
-        year: 2026,
-        month: 1,
-        day: 1,
-    })
-}
-
-fn headless(world: &DemoWorld) -> Result<()> {
+fn headless(world: &DemoWorld, receipts: PathBuf) -> Result<()> {
     let slot = DemoSlot::default();
     let (req_tx, req_rx) = mpsc::channel();
     let (up_tx, up_rx) = mpsc::channel();
@@ -70,12 +69,7 @@ fn headless(world: &DemoWorld) -> Result<()> {
         req_rx,
         up_tx,
         Box::new(|| {}),
-        WorkerConfig {
-            trust: world.trust.clone(),
-            ledger: Some(world.ledger_path.clone()),
-            open_ledger: Some(world.ledger_opener()),
-            today: Box::new(today),
-        },
+        world.worker_config(system_clock(), Some(receipts)),
     );
     let handle = worker.spawn()?;
     let wait = |what: &str| -> Result<Update> {
@@ -83,6 +77,9 @@ fn headless(world: &DemoWorld) -> Result<()> {
             let u = up_rx
                 .recv_timeout(Duration::from_secs(10))
                 .with_context(|| format!("waiting for {what}"))?;
+            if matches!(u, Update::Sync { .. }) {
+                continue;
+            }
             println!("  <- {}", describe(&u));
             if !matches!(u, Update::Reader(_) | Update::Reading) {
                 return Ok(u);
@@ -118,6 +115,27 @@ fn headless(world: &DemoWorld) -> Result<()> {
             None => println!("     no local insurance record"),
         }
     }
+    println!("-> electronic cash balance and log");
+    req_tx.send(Request::ShowAccount)?;
+    wait("the electronic cash")?;
+    println!("-> pay the card replacement fee (20.00) from electronic cash");
+    req_tx.send(Request::Pay(PaymentOrder {
+        item: 1,
+        amount_fen: 2_000,
+        english: false,
+    }))?;
+    loop {
+        match wait("the payment")? {
+            Update::Paying => {}
+            Update::PaymentPinNeeded { .. } => {
+                println!("-> enter the PIN for the card");
+                req_tx.send(Request::PaymentPin(Pin::new("123456")?))?;
+            }
+            _ => break,
+        }
+    }
+    req_tx.send(Request::ShowAccount)?;
+    wait("the electronic cash after paying")?;
     println!("-> finish");
     req_tx.send(Request::End)?;
     wait("the end of the session")?;
@@ -138,6 +156,7 @@ fn headless(world: &DemoWorld) -> Result<()> {
 fn describe(u: &Update) -> String {
     match u {
         Update::Reader(r) => format!("reader {r:?}"),
+        Update::Sync { online, pending } => format!("sync: online {online}, {pending} waiting"),
         Update::Reading => "reading the card".into(),
         Update::Rejected(r) => format!("card rejected: {r:?}"),
         Update::PinNeeded { tries_left } => format!("PIN needed ({tries_left} tries left)"),
@@ -149,6 +168,24 @@ fn describe(u: &Update) -> String {
         Update::CardRemoved => "card removed".into(),
         Update::Ended => "session ended: please take your card".into(),
         Update::Error(e) => format!("error: {e}"),
+        Update::Settled(list) => format!("earlier payments settled: {list:?}"),
+        Update::Account(a) => format!(
+            "electronic cash: balance {} fen, {} log records",
+            a.balance_fen,
+            a.log.len()
+        ),
+        Update::AccountFailed(f) => format!("electronic cash unavailable: {f:?}"),
+        Update::Paying => "paying: keep the card in".into(),
+        Update::PaymentPinNeeded { .. } => "the card asks for its PIN".into(),
+        Update::Paid { receipt, file } => format!(
+            "paid {} fen for {}, transaction no. {}, receipt {}",
+            receipt.amount_fen,
+            receipt.item.code,
+            receipt.seq,
+            file.as_ref()
+                .map_or_else(|| "not written".into(), |f| f.display().to_string())
+        ),
+        Update::PaymentFailed(f) => format!("payment failed: {f:?}"),
     }
 }
 
@@ -161,9 +198,15 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let has_display =
         std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let receipts = args
+        .receipts
+        .clone()
+        .unwrap_or_else(|| dir.join("receipts"));
+    std::fs::create_dir_all(&receipts)
+        .with_context(|| format!("receipt directory {}", receipts.display()))?;
     if args.headless {
         let world = DemoWorld::build(&dir)?;
-        return headless(&world);
+        return headless(&world, receipts);
     }
     if !has_display {
         eprintln!(
@@ -198,13 +241,22 @@ fn main() -> Result<()> {
                     (None, _) => None,
                     (Some(_), None) => bail!("--ledger needs --field-key-file"),
                 };
+                // The trust file may carry the payment application's SM2 CA keys too (RID
+                // A000000333); RSA CA keys are not read from it yet.
+                let mut pboc_ca = CaStore::new();
+                for key in trust.keys() {
+                    pboc_ca.add_sm2(key.clone());
+                }
                 (
                     Box::new(PcscSource::new(Some(reader.clone()))),
                     WorkerConfig {
                         trust,
                         ledger: args.ledger.clone(),
                         open_ledger,
-                        today: Box::new(today),
+                        clock: system_clock(),
+                        terminal: TerminalConfig::kiosk(),
+                        pboc_ca,
+                        receipts: Some(receipts),
                     },
                     None,
                 )
@@ -212,12 +264,7 @@ fn main() -> Result<()> {
             None => {
                 let world = DemoWorld::build(&dir)?;
                 let slot = DemoSlot::default();
-                let config = WorkerConfig {
-                    trust: world.trust.clone(),
-                    ledger: Some(world.ledger_path.clone()),
-                    open_ledger: Some(world.ledger_opener()),
-                    today: Box::new(today),
-                };
+                let config = world.worker_config(system_clock(), Some(receipts));
                 (
                     Box::new(DemoSource::new(slot.clone())),
                     config,

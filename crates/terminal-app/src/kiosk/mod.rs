@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::card_source::DemoSlot;
 use crate::demo::DemoCard;
+use crate::payment::{CardAccount, PaymentFailure, PaymentOrder, PaymentReceipt, Settled};
 use crate::session::{Citizen, ReaderStatus, RejectReason, Request, Update};
 
 pub use fonts::install as install_fonts;
@@ -59,6 +60,20 @@ pub enum Screen {
     Insurance,
     /// Change PIN: enter the old one, the new one, the new one again.
     ChangePin(ChangeStage),
+    /// The card's electronic cash: balance, limits, transaction log.
+    Account,
+    /// Choose what to pay.
+    PayItems,
+    /// Enter the amount of a fee without a fixed amount (index into the fee list).
+    PayAmount(usize),
+    /// Confirm the payment.
+    PayConfirm(PaymentOrder),
+    /// Paying: keep the card in.
+    Paying,
+    /// The card asks for its PIN to pay.
+    PaymentPin,
+    /// Paid: the receipt.
+    Receipt(Box<PaymentReceipt>),
     /// A message with an OK button back to the menu.
     Notice(String),
     /// "Please take your card".
@@ -81,6 +96,13 @@ impl Screen {
             Self::Personal => "Personal",
             Self::Insurance => "Insurance",
             Self::ChangePin(_) => "ChangePin",
+            Self::Account => "Account",
+            Self::PayItems => "PayItems",
+            Self::PayAmount(_) => "PayAmount",
+            Self::PayConfirm(_) => "PayConfirm",
+            Self::Paying => "Paying",
+            Self::PaymentPin => "PaymentPin",
+            Self::Receipt(_) => "Receipt",
             Self::Notice(_) => "Notice",
             Self::TakeCard => "TakeCard",
         }
@@ -128,6 +150,15 @@ pub struct UiState {
     pub online: bool,
     /// Ledger entries waiting to be uploaded.
     pub pending_sync: u64,
+    /// The card's electronic cash, once read.
+    pub account: Option<CardAccount>,
+    /// Payments settled at this insert (a card pulled during an earlier payment): shown on
+    /// the PIN and menu screens until the session ends.
+    pub settled: Option<String>,
+    /// A payment the card was pulled during: shown on the attract screen until the next card.
+    pub in_doubt: Option<String>,
+    /// The receipt file of the last payment, if one was written.
+    pub receipt_file: Option<std::path::PathBuf>,
 }
 
 impl UiState {
@@ -146,6 +177,10 @@ impl UiState {
             busy: false,
             online: false,
             pending_sync: 0,
+            account: None,
+            settled: None,
+            in_doubt: None,
+            receipt_file: None,
         }
     }
 
@@ -159,6 +194,9 @@ impl UiState {
         self.tries_left = None;
         self.pin_message = None;
         self.busy = false;
+        self.account = None;
+        self.receipt_file = None;
+        self.settled = None;
         self.screen = Screen::Attract;
     }
 }
@@ -199,7 +237,6 @@ pub struct KioskApp {
     demo: Option<DemoPanel>,
     idle_timeout: Duration,
     last_input: Instant,
-    status: Option<Box<dyn Fn() -> (bool, u64) + Send>>,
     screen_log: Option<std::fs::File>,
     logged: Option<(&'static str, Vec<(String, egui::Pos2)>)>,
 }
@@ -230,7 +267,6 @@ impl KioskApp {
             demo,
             idle_timeout: options.idle_timeout,
             last_input: Instant::now(),
-            status: None,
             screen_log: None,
             logged: None,
         }
@@ -246,12 +282,6 @@ impl KioskApp {
         self
     }
 
-    /// Where the status bar gets "online" and "entries waiting" from.
-    pub fn with_sync_status(mut self, status: Box<dyn Fn() -> (bool, u64) + Send>) -> Self {
-        self.status = Some(status);
-        self
-    }
-
     fn request(&mut self, r: Request) {
         self.state.busy = true;
         let _ = self.requests.send(r);
@@ -263,8 +293,13 @@ impl KioskApp {
         s.busy = false;
         match u {
             Update::Reader(r) => s.reader = r,
+            Update::Sync { online, pending } => {
+                s.online = online;
+                s.pending_sync = pending;
+            }
             Update::Reading => {
                 s.clear();
+                s.in_doubt = None;
                 s.reader = ReaderStatus::CardIn;
                 s.screen = Screen::Reading;
             }
@@ -314,6 +349,40 @@ impl KioskApp {
                 s.screen = Screen::TakeCard;
             }
             Update::Error(e) => s.screen = Screen::Notice(e),
+            Update::Settled(list) => s.settled = Some(settled_text(s.lang, &list)),
+            Update::Account(a) => {
+                s.account = Some(a);
+                s.screen = Screen::Account;
+            }
+            Update::AccountFailed(f) => s.screen = Screen::Notice(failure_text(s.lang, &f)),
+            Update::Paying => {
+                s.busy = true;
+                s.screen = Screen::Paying;
+            }
+            Update::PaymentPinNeeded {
+                tries_left,
+                previous_wrong,
+            } => {
+                s.tries_left = tries_left;
+                s.digits = Zeroizing::new(String::new());
+                let lang = s.lang;
+                s.pin_message = previous_wrong.then(|| {
+                    lang.t("密码错误，请重新输入", "Wrong PIN, try again")
+                        .to_string()
+                });
+                s.screen = Screen::PaymentPin;
+            }
+            Update::Paid { receipt, file } => {
+                s.account = None;
+                s.receipt_file = file;
+                s.screen = Screen::Receipt(receipt);
+            }
+            Update::PaymentFailed(f) => {
+                if let PaymentFailure::InDoubt { .. } = f {
+                    s.in_doubt = Some(failure_text(s.lang, &f));
+                }
+                s.screen = Screen::Notice(failure_text(s.lang, &f));
+            }
         }
     }
 
@@ -321,11 +390,6 @@ impl KioskApp {
     pub fn tick(&mut self, ctx: &egui::Context) {
         while let Ok(u) = self.updates.try_recv() {
             self.apply(u);
-        }
-        if let Some(status) = &self.status {
-            let (online, pending) = status();
-            self.state.online = online;
-            self.state.pending_sync = pending;
         }
         let active = ctx.input(|i| !i.events.is_empty() || i.pointer.any_down());
         if active {
@@ -395,5 +459,91 @@ impl eframe::App for KioskApp {
 impl Drop for KioskApp {
     fn drop(&mut self) {
         let _ = self.requests.send(Request::Shutdown);
+    }
+}
+
+/// Yuan with two decimals.
+pub fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// What the citizen is told about payments settled at this insert.
+pub fn settled_text(lang: Lang, list: &[Settled]) -> String {
+    list.iter()
+        .map(|s| match (lang, s) {
+            (Lang::Zh, Settled::Completed { amount_fen, seq }) => {
+                format!("上次未完成的缴费 ¥{}（流水号 {seq}）已从卡内扣款，缴费成功", yuan(*amount_fen))
+            }
+            (Lang::En, Settled::Completed { amount_fen, seq }) => format!(
+                "Your interrupted payment of CNY {} (no. {seq}) went through",
+                yuan(*amount_fen)
+            ),
+            (Lang::Zh, Settled::NotDone { amount_fen, seq }) => {
+                format!("上次未完成的缴费 ¥{}（流水号 {seq}）未扣款，可重新缴费", yuan(*amount_fen))
+            }
+            (Lang::En, Settled::NotDone { amount_fen, seq }) => format!(
+                "Your interrupted payment of CNY {} (no. {seq}) was not taken; you may pay again",
+                yuan(*amount_fen)
+            ),
+            (Lang::Zh, Settled::Unclear { amount_fen, seq }) => format!(
+                "上次未完成的缴费 ¥{}（流水号 {seq}）需人工核实，请到服务窗口",
+                yuan(*amount_fen)
+            ),
+            (Lang::En, Settled::Unclear { amount_fen, seq }) => format!(
+                "Your interrupted payment of CNY {} (no. {seq}) needs checking at a service counter",
+                yuan(*amount_fen)
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What the citizen is told when a payment or an account query fails.
+pub fn failure_text(lang: Lang, f: &PaymentFailure) -> String {
+    match (lang, f) {
+        (Lang::Zh, PaymentFailure::NoPaymentApplication) => "此卡未开通金融功能（电子现金）".into(),
+        (Lang::En, PaymentFailure::NoPaymentApplication) => {
+            "This card has no payment (electronic cash) application".into()
+        }
+        (Lang::Zh, PaymentFailure::InsufficientBalance { balance_fen }) => {
+            format!("电子现金余额不足（余额 ¥{}）", yuan(*balance_fen))
+        }
+        (Lang::En, PaymentFailure::InsufficientBalance { balance_fen }) => format!(
+            "Not enough electronic cash (balance CNY {})",
+            yuan(*balance_fen)
+        ),
+        (Lang::Zh, PaymentFailure::OverLimit { limit_fen }) => {
+            format!("超过单笔限额 ¥{}", yuan(*limit_fen))
+        }
+        (Lang::En, PaymentFailure::OverLimit { limit_fen }) => {
+            format!("Above the limit of CNY {} per payment", yuan(*limit_fen))
+        }
+        (Lang::Zh, PaymentFailure::HotListed) => "此卡已挂失，不能支付".into(),
+        (Lang::En, PaymentFailure::HotListed) => "This card has been reported lost".into(),
+        (Lang::Zh, PaymentFailure::Declined) => "卡片拒绝了本次支付，未扣款".into(),
+        (Lang::En, PaymentFailure::Declined) => "The card declined; nothing was taken".into(),
+        (Lang::Zh, PaymentFailure::PinNotVerified) => "未验证密码，支付已取消".into(),
+        (Lang::En, PaymentFailure::PinNotVerified) => {
+            "The PIN was not verified; payment cancelled".into()
+        }
+        (Lang::Zh, PaymentFailure::InDoubt { seq }) => format!(
+            "支付过程中卡片被拔出（流水号 {seq}）。请重新插入同一张卡以确认结果，不会重复扣款"
+        ),
+        (Lang::En, PaymentFailure::InDoubt { seq }) => format!(
+            "The card was removed during payment (no. {seq}). Insert the same card again to \
+             settle it; you will not be charged twice"
+        ),
+        (Lang::Zh, PaymentFailure::CardRemoved) => "卡片已拔出，未扣款".into(),
+        (Lang::En, PaymentFailure::CardRemoved) => "The card was removed; nothing was taken".into(),
+        (Lang::Zh, PaymentFailure::LedgerUnavailable(_)) => {
+            "终端记账故障，暂停缴费，未扣款，请到服务窗口".into()
+        }
+        (Lang::En, PaymentFailure::LedgerUnavailable(_)) => {
+            "The terminal cannot record payments now; nothing was taken".into()
+        }
+        (Lang::Zh, PaymentFailure::Error(_)) => "操作失败，请到服务窗口".into(),
+        (Lang::En, PaymentFailure::Error(_)) => {
+            "That did not work; please ask at a service counter".into()
+        }
     }
 }

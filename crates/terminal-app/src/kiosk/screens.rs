@@ -5,7 +5,8 @@ use card_core::secret::Pin;
 use egui::{Align, Color32, Layout, RichText, Ui, Vec2};
 use zeroize::Zeroizing;
 
-use super::{ChangeStage, KioskApp, Lang, Screen};
+use super::{ChangeStage, KioskApp, Lang, Screen, yuan};
+use crate::payment::{CardAccount, FEE_ITEMS, MAX_PAYMENT_FEN, PaymentOrder, PaymentReceipt};
 use crate::session::{ReaderStatus, RejectReason, Request};
 
 const BIG: f32 = 44.0;
@@ -97,6 +98,13 @@ pub(super) fn draw(app: &mut KioskApp, ui: &mut Ui) {
                 Screen::Personal => personal(app, ui),
                 Screen::Insurance => insurance(app, ui),
                 Screen::ChangePin(stage) => change_pin(app, ui, stage),
+                Screen::Account => account(app, ui),
+                Screen::PayItems => pay_items(app, ui),
+                Screen::PayAmount(item) => pay_amount(app, ui, item),
+                Screen::PayConfirm(order) => pay_confirm(app, ui, &order),
+                Screen::Paying => paying(app, ui),
+                Screen::PaymentPin => payment_pin(app, ui),
+                Screen::Receipt(r) => receipt(app, ui, &r),
                 Screen::Notice(text) => notice(app, ui, &text),
                 Screen::TakeCard => take_card(app, ui),
             }
@@ -204,6 +212,26 @@ fn attract(app: &mut KioskApp, ui: &mut Ui) {
     ui.label(
         RichText::new(lang.t("芯片朝上，插入读卡器", "Chip facing up, into the reader")).size(BODY),
     );
+    if let Some(text) = app.state.in_doubt.as_deref() {
+        ui.add_space(40.0);
+        banner(ui, Some(text));
+    }
+}
+
+/// A framed message about payments (settled or in doubt).
+fn banner(ui: &mut Ui, text: Option<&str>) {
+    let Some(text) = text else {
+        return;
+    };
+    egui::Frame::new()
+        .fill(Color32::from_rgb(255, 244, 214))
+        .stroke(egui::Stroke::new(2.0, Color32::from_rgb(214, 158, 46)))
+        .corner_radius(8.0)
+        .inner_margin(16.0)
+        .show(ui, |ui| {
+            ui.set_max_width(860.0);
+            ui.label(RichText::new(text).size(24.0));
+        });
 }
 
 fn reading(app: &mut KioskApp, ui: &mut Ui) {
@@ -327,6 +355,7 @@ fn masked(digits: &str) -> String {
 
 fn pin(app: &mut KioskApp, ui: &mut Ui) {
     let lang = app.state.lang;
+    banner(ui, app.state.settled.as_deref());
     ui.label(RichText::new(lang.t("请输入社保卡密码", "Please enter your card PIN")).size(BIG));
     if let Some(t) = app.state.tries_left {
         ui.label(
@@ -390,6 +419,7 @@ fn home(app: &mut KioskApp, ui: &mut Ui) {
         })
         .size(BIG),
     );
+    banner(ui, app.state.settled.as_deref());
     ui.add_space(24.0);
     centered(ui, 2.0 * BUTTON.x + 32.0, |ui| {
         egui::Grid::new("menu")
@@ -401,6 +431,13 @@ fn home(app: &mut KioskApp, ui: &mut Ui) {
                 }
                 if big_button(ui, lang.t("参保信息", "Insurance")) {
                     app.state.screen = Screen::Insurance;
+                }
+                ui.end_row();
+                if big_button(ui, lang.t("电子现金", "Electronic cash")) && !app.state.busy {
+                    app.request(Request::ShowAccount);
+                }
+                if big_button(ui, lang.t("缴费", "Pay a fee")) {
+                    app.state.screen = Screen::PayItems;
                 }
                 ui.end_row();
                 if big_button(ui, lang.t("修改密码", "Change PIN")) {
@@ -500,10 +537,9 @@ fn personal(app: &mut KioskApp, ui: &mut Ui) {
     });
 }
 
-fn yuan(fen: i64) -> String {
+fn signed_yuan(fen: i64) -> String {
     let sign = if fen < 0 { "-" } else { "" };
-    let fen = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+    format!("{sign}{}", yuan(fen.unsigned_abs()))
 }
 
 fn insurance(app: &mut KioskApp, ui: &mut Ui) {
@@ -535,7 +571,7 @@ fn insurance(app: &mut KioskApp, ui: &mut Ui) {
                         field(
                             ui,
                             lang.t("医保个人账户余额（元）", "Medical account balance (CNY)"),
-                            &yuan(i.medical_balance_fen),
+                            &signed_yuan(i.medical_balance_fen),
                         );
                     });
             });
@@ -642,6 +678,329 @@ fn change_pin_key(app: &mut KioskApp, stage: ChangeStage, key: Key) {
         }
         _ => {}
     }
+}
+
+fn account(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("电子现金", "Electronic cash")).size(BIG));
+    let Some(a) = app.state.account.clone() else {
+        ui.label(RichText::new(lang.t("正在读取…", "Reading…")).size(BODY));
+        return;
+    };
+    account_summary(ui, lang, &a);
+    ui.add_space(8.0);
+    ui.label(RichText::new(lang.t("最近交易", "Recent transactions")).size(BODY));
+    if a.log.is_empty() {
+        ui.label(
+            RichText::new(lang.t("暂无交易记录", "No transactions yet"))
+                .size(22.0)
+                .color(Color32::GRAY),
+        );
+    }
+    centered(ui, 760.0, |ui| {
+        egui::Grid::new("log")
+            .spacing(Vec2::new(36.0, 6.0))
+            .striped(true)
+            .show(ui, |ui| {
+                for line in a.log.iter().take(5) {
+                    let kind = match (lang, line.transaction_type) {
+                        (Lang::Zh, Some(0x00)) => "消费",
+                        (Lang::Zh, Some(0x60 | 0x62 | 0x63)) => "圈存",
+                        (Lang::Zh, Some(0x20)) => "退货",
+                        (Lang::Zh, _) => "其他",
+                        (Lang::En, Some(0x00)) => "Purchase",
+                        (Lang::En, Some(0x60 | 0x62 | 0x63)) => "Load",
+                        (Lang::En, Some(0x20)) => "Refund",
+                        (Lang::En, _) => "Other",
+                    };
+                    let when = format!("{} {}", line.date, line.time.clone().unwrap_or_default());
+                    ui.label(RichText::new(when).size(22.0));
+                    ui.label(RichText::new(kind).size(22.0));
+                    ui.label(RichText::new(format!("¥{}", yuan(line.amount_fen))).size(22.0));
+                    ui.end_row();
+                }
+            });
+    });
+    button_row(ui, 2, |ui| {
+        if big_button(ui, lang.t("缴费", "Pay a fee")) {
+            app.state.screen = Screen::PayItems;
+        }
+        back_button(app, ui);
+    });
+}
+
+fn account_summary(ui: &mut Ui, lang: Lang, a: &CardAccount) {
+    centered(ui, 700.0, |ui| {
+        egui::Grid::new("ec")
+            .spacing(Vec2::new(40.0, 10.0))
+            .show(ui, |ui| {
+                field(
+                    ui,
+                    lang.t("余额（元）", "Balance (CNY)"),
+                    &yuan(a.balance_fen),
+                );
+                if let Some(l) = a.balance_limit_fen {
+                    field(
+                        ui,
+                        lang.t("余额上限（元）", "Balance limit (CNY)"),
+                        &yuan(l),
+                    );
+                }
+                if let Some(l) = a.single_limit_fen {
+                    field(
+                        ui,
+                        lang.t("单笔限额（元）", "Limit per payment (CNY)"),
+                        &yuan(l),
+                    );
+                }
+            });
+    });
+}
+
+fn fee_name(lang: Lang, item: usize) -> &'static str {
+    FEE_ITEMS.get(item).map_or("", |f| lang.t(f.zh, f.en))
+}
+
+fn pay_items(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("请选择缴费项目", "Choose what to pay")).size(BIG));
+    ui.add_space(8.0);
+    for (i, fee) in FEE_ITEMS.iter().enumerate() {
+        let name = lang.t(fee.zh, fee.en);
+        let text = match fee.amount_fen {
+            Some(f) => format!("{name}    ¥{}", yuan(f)),
+            None => name.to_string(),
+        };
+        let r = ui.add_sized(
+            Vec2::new(760.0, 72.0),
+            egui::Button::new(RichText::new(&text).size(28.0)),
+        );
+        if clicked(ui, &text, &r) {
+            app.state.digits = Zeroizing::new(String::new());
+            app.state.pin_message = None;
+            app.state.screen = match fee.amount_fen {
+                Some(amount_fen) => Screen::PayConfirm(PaymentOrder {
+                    item: i,
+                    amount_fen,
+                    english: lang == Lang::En,
+                }),
+                None => Screen::PayAmount(i),
+            };
+        }
+    }
+    button_row(ui, 1, |ui| back_button(app, ui));
+}
+
+fn pay_amount(app: &mut KioskApp, ui: &mut Ui, item: usize) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(fee_name(lang, item)).size(BODY));
+    ui.label(RichText::new(lang.t("请输入金额（元）", "Enter the amount (CNY)")).size(BIG));
+    let shown = if app.state.digits.is_empty() {
+        "0".to_string()
+    } else {
+        app.state.digits.to_string()
+    };
+    ui.label(RichText::new(format!("¥ {shown}")).size(52.0).monospace());
+    if let Some(m) = &app.state.pin_message {
+        ui.label(
+            RichText::new(m)
+                .size(24.0)
+                .color(Color32::from_rgb(180, 30, 30)),
+        );
+    }
+    for key in keypad(ui, lang) {
+        match key {
+            Key::Digit(d) if app.state.digits.len() < 4 => {
+                if !(app.state.digits.is_empty() && d == '0') {
+                    app.state.digits.push(d);
+                }
+            }
+            Key::Digit(_) => {}
+            Key::Clear => app.state.digits = Zeroizing::new(String::new()),
+            Key::Ok => {
+                let fen = app.state.digits.parse::<u64>().unwrap_or(0) * 100;
+                if fen == 0 || fen > MAX_PAYMENT_FEN {
+                    app.state.pin_message = Some(match lang {
+                        Lang::Zh => format!("金额须在 1 至 {} 元之间", MAX_PAYMENT_FEN / 100),
+                        Lang::En => {
+                            format!("The amount must be 1 to {} CNY", MAX_PAYMENT_FEN / 100)
+                        }
+                    });
+                } else {
+                    app.state.pin_message = None;
+                    app.state.digits = Zeroizing::new(String::new());
+                    app.state.screen = Screen::PayConfirm(PaymentOrder {
+                        item,
+                        amount_fen: fen,
+                        english: lang == Lang::En,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    ui.add_space(12.0);
+    if big_button(ui, lang.t("取消", "Cancel")) {
+        app.state.digits = Zeroizing::new(String::new());
+        app.state.pin_message = None;
+        app.state.screen = Screen::PayItems;
+    }
+}
+
+fn pay_confirm(app: &mut KioskApp, ui: &mut Ui, order: &PaymentOrder) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("请确认缴费", "Please confirm")).size(BIG));
+    ui.add_space(12.0);
+    centered(ui, 760.0, |ui| {
+        egui::Grid::new("confirm")
+            .spacing(Vec2::new(40.0, 14.0))
+            .show(ui, |ui| {
+                field(ui, lang.t("缴费项目", "Item"), fee_name(lang, order.item));
+                field(
+                    ui,
+                    lang.t("金额（元）", "Amount (CNY)"),
+                    &yuan(order.amount_fen),
+                );
+                field(
+                    ui,
+                    lang.t("支付方式", "Paid with"),
+                    lang.t("社保卡电子现金", "Card's electronic cash"),
+                );
+            });
+    });
+    ui.add_space(8.0);
+    ui.label(
+        RichText::new(lang.t(
+            "支付过程中请勿拔卡",
+            "Keep the card in until the payment is done",
+        ))
+        .size(24.0)
+        .color(Color32::GRAY),
+    );
+    button_row(ui, 2, |ui| {
+        if primary_button(ui, lang.t("确认支付", "Pay")) && !app.state.busy {
+            let mut order = order.clone();
+            order.english = lang == Lang::En;
+            app.request(Request::Pay(order));
+        }
+        if big_button(ui, lang.t("取消", "Cancel")) {
+            app.state.screen = Screen::Home;
+        }
+    });
+}
+
+fn paying(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.add_space(160.0);
+    ui.label(
+        RichText::new(lang.t("正在支付，请勿拔卡", "Paying: keep the card in"))
+            .size(56.0)
+            .strong(),
+    );
+    ui.add_space(24.0);
+    ui.spinner();
+}
+
+fn payment_pin(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(
+        RichText::new(lang.t("请输入卡片密码以完成支付", "Enter the card PIN to pay")).size(BIG),
+    );
+    if let Some(t) = app.state.tries_left {
+        ui.label(
+            RichText::new(match lang {
+                Lang::Zh => format!("还可尝试 {t} 次"),
+                Lang::En => format!("{t} tries left"),
+            })
+            .size(22.0),
+        );
+    }
+    ui.label(
+        RichText::new(masked(&app.state.digits))
+            .size(56.0)
+            .monospace(),
+    );
+    if let Some(m) = &app.state.pin_message {
+        ui.label(
+            RichText::new(m)
+                .size(BODY)
+                .color(Color32::from_rgb(180, 30, 30)),
+        );
+    }
+    for key in keypad(ui, lang) {
+        match key {
+            Key::Digit(d) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
+            Key::Clear => app.state.digits = Zeroizing::new(String::new()),
+            Key::Ok => {
+                if let Ok(p) = Pin::new(&app.state.digits) {
+                    app.state.digits = Zeroizing::new(String::new());
+                    app.state.pin_message = None;
+                    app.state.screen = Screen::Paying;
+                    app.request(Request::PaymentPin(p));
+                    break;
+                }
+            }
+            Key::Digit(_) => {}
+        }
+    }
+    ui.add_space(12.0);
+    if big_button(ui, lang.t("取消支付", "Cancel payment")) {
+        app.state.digits = Zeroizing::new(String::new());
+        app.state.screen = Screen::Paying;
+        app.request(Request::CancelPayment);
+    }
+}
+
+fn receipt(app: &mut KioskApp, ui: &mut Ui, r: &PaymentReceipt) {
+    let lang = app.state.lang;
+    ui.label(
+        RichText::new(lang.t("缴费成功", "Payment complete"))
+            .size(BIG)
+            .color(Color32::from_rgb(20, 120, 60)),
+    );
+    centered(ui, 760.0, |ui| {
+        egui::Grid::new("receipt")
+            .spacing(Vec2::new(40.0, 8.0))
+            .show(ui, |ui| {
+                field(ui, lang.t("缴费项目", "Item"), lang.t(r.item.zh, r.item.en));
+                field(
+                    ui,
+                    lang.t("金额（元）", "Amount (CNY)"),
+                    &yuan(r.amount_fen),
+                );
+                field(
+                    ui,
+                    lang.t("交易流水号", "Transaction no."),
+                    &format!("{:08}", r.seq),
+                );
+                field(ui, lang.t("卡号", "Card"), &r.pan_masked);
+                field(ui, lang.t("交易时间", "Time"), &r.time.display());
+                if let Some(b) = r.balance_after_fen {
+                    field(
+                        ui,
+                        lang.t("电子现金余额（元）", "Balance now (CNY)"),
+                        &yuan(b),
+                    );
+                }
+            });
+    });
+    let printed = if app.state.receipt_file.is_some() {
+        lang.t("凭条已打印，请取走", "Your receipt has been printed")
+    } else {
+        lang.t(
+            "凭条打印失败，请截图或到窗口补打",
+            "The receipt could not be printed; ask at a counter for a copy",
+        )
+    };
+    ui.label(RichText::new(printed).size(22.0).color(Color32::GRAY));
+    button_row(ui, 2, |ui| {
+        if big_button(ui, lang.t("返回首页", "Menu")) {
+            app.state.screen = Screen::Home;
+        }
+        if primary_button(ui, lang.t("结束", "Finish")) {
+            app.request(Request::End);
+        }
+    });
 }
 
 fn notice(app: &mut KioskApp, ui: &mut Ui, text: &str) {
