@@ -993,7 +993,7 @@ fn a_version_2_file_with_an_unknown_entry_upgrades_and_the_entry_recovers() {
     }
     let mut l = open(&path);
     assert_eq!(l.schema_version().unwrap(), migrations::latest());
-    assert_eq!(migrations::latest(), 3);
+    assert_eq!(migrations::latest(), 4);
     assert_eq!(l.unresolved().unwrap(), vec![1]);
     let r = card.torn_debit(640, CNY, &t, EntryKind::EcPurchase);
     l.record_outcome(1, &Outcome::Recovered(r.clone())).unwrap();
@@ -1013,4 +1013,101 @@ fn a_version_2_file_with_an_unknown_entry_upgrades_and_the_entry_recovers() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not allowed after"), "{err}");
+}
+
+fn facts(card: &str, atc: u16) -> backend_sync::ledger::RecoveryFacts {
+    backend_sync::ledger::RecoveryFacts {
+        card: card.to_string(),
+        atc_before: Some(atc),
+        balance_before_fen: Some(50_000),
+        date_bcd: [0x26, 0x11, 0x28],
+        time_bcd: [0x15, 0x30, 0x00],
+    }
+}
+
+#[test]
+fn recovery_facts_are_written_with_the_intent_and_found_by_card_until_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut l = open(&path);
+    let mut card = TestCard::demo_sm4(7).unwrap();
+    let card_id = "D156000005A1B2C3D4E5F60718";
+
+    // Two intents of one card, one of another; the first of ours is pulled (unknown).
+    let a = l
+        .begin_payment_with(&payment(&card, 2_000), Some(&facts(card_id, 5)))
+        .unwrap()
+        .seq;
+    l.record_outcome(a, &Outcome::Unknown).unwrap();
+    let other = l
+        .begin_payment_with(&payment(&card, 700), Some(&facts("ANOTHER-CARD", 9)))
+        .unwrap()
+        .seq;
+    let b = l
+        .begin_payment_with(&payment(&card, 1_500), Some(&facts(card_id, 6)))
+        .unwrap()
+        .seq;
+    // An intent without facts is not found by any card.
+    let _plain = l.begin_payment(&payment(&card, 100)).unwrap().seq;
+
+    let pending = l.pending_recovery(card_id).unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        vec![a, b],
+        "oldest first, only this card's"
+    );
+    assert_eq!(pending[0].amount_fen, 2_000);
+    assert_eq!(pending[0].atc_before, Some(5));
+    assert_eq!(pending[0].balance_before_fen, Some(50_000));
+    assert_eq!(pending[0].date_bcd, [0x26, 0x11, 0x28]);
+    assert_eq!(pending[0].time_bcd, [0x15, 0x30, 0x00]);
+    assert_eq!(
+        l.pending_recovery("ANOTHER-CARD")
+            .unwrap()
+            .iter()
+            .map(|p| p.seq)
+            .collect::<Vec<_>>(),
+        vec![other]
+    );
+
+    // Final outcomes take entries out; an unclear one stays for the next insert.
+    let p = payment(&card, 1_500);
+    let r = card.generate_ac(0x40, 1_500, CNY, &p.txn_time, p.kind);
+    l.record_outcome(b, &Outcome::Approved(r)).unwrap();
+    l.record_outcome(
+        a,
+        &Outcome::Unclear {
+            note: "log unreadable".into(),
+        },
+    )
+    .unwrap();
+    drop(l);
+
+    // The facts survive reopening; the card's identity is not in the file in clear.
+    let l = open(&path);
+    assert_eq!(
+        l.pending_recovery(card_id)
+            .unwrap()
+            .iter()
+            .map(|p| p.seq)
+            .collect::<Vec<_>>(),
+        vec![a]
+    );
+    drop(l);
+    let bytes = std::fs::read(&path).unwrap();
+    let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+    for b in [&bytes, &wal] {
+        assert!(
+            !b.windows(card_id.len()).any(|w| w == card_id.as_bytes()),
+            "card identity in clear"
+        );
+    }
+
+    // Append-only.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert!(
+        conn.execute("UPDATE intent_facts SET atc_before = 1", [])
+            .is_err()
+    );
+    assert!(conn.execute("DELETE FROM intent_facts", []).is_err());
 }

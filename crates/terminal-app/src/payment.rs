@@ -19,7 +19,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use backend_sync::entry::{Algorithm, CardResult, EntryKind, HexArray, MacData};
-use backend_sync::ledger::{Ledger, LedgerError, NewPayment, Outcome as LedgerOutcome};
+use backend_sync::ledger::{
+    Ledger, LedgerError, NewPayment, Outcome as LedgerOutcome, RecoveryFacts,
+};
 use backend_sync::recovery::{Recovered, RecoveryEvidence};
 use card_core::pboc::bits::AcType;
 use card_core::pboc::cvm::{PinEntry, PinPad, PinPrompt};
@@ -757,19 +759,51 @@ impl std::fmt::Debug for LedgerBook<'_> {
     }
 }
 
-/// Write the receipt file the kiosk printer prints.
-pub fn write_receipt_file(
+/// The receipt the kiosk printer prints, from a payment: labels in the citizen's language, the
+/// merchant line from the terminal's merchant name (`9F4E`, GBK) and the ledger's terminal id.
+pub fn receipt_of(
     receipt: &PaymentReceipt,
     english: bool,
-    path: &std::path::Path,
-) -> Result<(), String> {
-    // Until the PDF receipt lands: a plain-text receipt.
-    let _ = english;
-    let text = format!(
-        "{} {} {} {} {}\n",
-        receipt.seq, receipt.item.code, receipt.amount_fen, receipt.pan_masked, receipt.atc
-    );
-    std::fs::write(path, text).map_err(|e| e.to_string())
+    merchant: &str,
+    terminal_id: &str,
+) -> crate::receipt::Receipt {
+    let lang = if english {
+        crate::kiosk::Lang::En
+    } else {
+        crate::kiosk::Lang::Zh
+    };
+    let t = receipt.time;
+    crate::receipt::Receipt {
+        lang,
+        merchant: merchant.to_string(),
+        terminal_id: terminal_id.to_string(),
+        year: t.year,
+        month: t.month,
+        day: t.day,
+        hour: t.hour,
+        minute: t.minute,
+        second: t.second,
+        item: lang.t(receipt.item.zh, receipt.item.en).to_string(),
+        amount_fen: receipt.amount_fen,
+        method: crate::receipt::PaymentMethod::ElectronicCash,
+        masked_pan: receipt.pan_masked.clone(),
+        transaction_no: receipt.seq,
+        atc: receipt.atc,
+        tc: receipt.tc,
+        balance_after_fen: receipt.balance_after_fen,
+    }
+}
+
+/// The merchant name of the terminal parameters (`9F4E`, GBK, zero-padded) as text.
+pub fn merchant_text(terminal: &TerminalConfig) -> String {
+    let bytes: Vec<u8> = terminal
+        .merchant_name
+        .iter()
+        .copied()
+        .take_while(|b| *b != 0)
+        .collect();
+    let (text, _, _) = encoding_rs::GBK.decode(&bytes);
+    text.trim().to_string()
 }
 
 impl PaymentBook for LedgerBook<'_> {
@@ -789,16 +823,16 @@ impl PaymentBook for LedgerBook<'_> {
         card_ref: &str,
         facts: &IntentFacts,
     ) -> Result<u64, String> {
-        let intent = self.0.begin_payment(payment).map_err(ledger_err)?;
-        let value = serde_json::json!({
-            "card": card_ref,
-            "atc": facts.atc_before,
-            "balance": facts.ec_balance_before,
-            "date": hex::encode(facts.date),
-            "time": hex::encode(facts.time),
-        });
-        self.0
-            .set_meta(&format!("intent_facts:{}", intent.seq), &value.to_string())
+        let facts = RecoveryFacts {
+            card: card_ref.to_string(),
+            atc_before: facts.atc_before,
+            balance_before_fen: facts.ec_balance_before,
+            date_bcd: facts.date,
+            time_bcd: facts.time,
+        };
+        let intent = self
+            .0
+            .begin_payment_with(payment, Some(&facts))
             .map_err(ledger_err)?;
         Ok(intent.seq)
     }
@@ -830,40 +864,21 @@ impl PaymentBook for LedgerBook<'_> {
     }
 
     fn pending_for(&mut self, card_ref: &str) -> Result<Vec<PendingPayment>, String> {
-        let mut out = Vec::new();
-        for seq in self.0.unresolved().map_err(ledger_err)? {
-            let Some(text) = self
-                .0
-                .meta(&format!("intent_facts:{seq}"))
-                .map_err(ledger_err)?
-            else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-                continue;
-            };
-            if v["card"].as_str() != Some(card_ref) {
-                continue;
-            }
-            let Some(entry) = self.0.entry(seq).map_err(ledger_err)? else {
-                continue;
-            };
-            let bytes3 =
-                |k: &str| -> Option<[u8; 3]> { hex::decode(v[k].as_str()?).ok()?.try_into().ok() };
-            let (Some(date), Some(time)) = (bytes3("date"), bytes3("time")) else {
-                continue;
-            };
-            out.push(PendingPayment {
-                seq,
-                amount_fen: entry.amount_fen,
+        Ok(self
+            .0
+            .pending_recovery(card_ref)
+            .map_err(ledger_err)?
+            .into_iter()
+            .map(|p| PendingPayment {
+                seq: p.seq,
+                amount_fen: p.amount_fen,
                 facts: IntentFacts {
-                    atc_before: v["atc"].as_u64().and_then(|a| u16::try_from(a).ok()),
-                    ec_balance_before: v["balance"].as_u64(),
-                    date,
-                    time,
+                    atc_before: p.atc_before,
+                    ec_balance_before: p.balance_before_fen,
+                    date: p.date_bcd,
+                    time: p.time_bcd,
                 },
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 }

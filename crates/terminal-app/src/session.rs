@@ -596,7 +596,17 @@ impl Worker {
         let dir = self.config.receipts.as_ref()?;
         std::fs::create_dir_all(dir).ok()?;
         let path = dir.join(format!("receipt-{:08}.pdf", receipt.seq));
-        payment::write_receipt_file(receipt, english, &path).ok()?;
+        let terminal_id = self
+            .ledger
+            .as_ref()
+            .map(|l| l.terminal().to_string())
+            .unwrap_or_default();
+        let merchant = payment::merchant_text(&self.config.terminal);
+        let printed = payment::receipt_of(receipt, english, &merchant, &terminal_id);
+        if let Err(e) = crate::receipt::write_pdf(&printed, &path) {
+            eprintln!("kiosk: receipt file not written: {e}");
+            return None;
+        }
         Some(path)
     }
 

@@ -536,7 +536,22 @@ fn pay_a_fee_from_electronic_cash_with_receipt_and_exactly_the_ledger_entries() 
     assert!(k.shows("480.00"), "balance after");
     assert!(k.shows("凭条已打印"));
     let file = k.harness.state().state.receipt_file.clone().unwrap();
-    assert!(file.exists(), "receipt file written");
+    let pdf = std::fs::read(&file).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "the receipt file is a PDF");
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils, scripts/gui-env.sh install)");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("20.00"), "amount on the receipt: {text}");
+    assert!(text.contains("补换卡"), "item on the receipt: {text}");
+    assert!(text.contains("0013"), "masked PAN on the receipt: {text}");
+    assert!(
+        !text.contains("6230580000000000013"),
+        "no full PAN on the receipt"
+    );
     assert_eq!(k.balance("zhangsan"), 48_000);
 
     // An amount the citizen types.
