@@ -225,6 +225,8 @@ fn citizen_journey_in_a_real_window() {
             .arg(&log)
             .arg("--state-dir")
             .arg(tmp.path().join("state"))
+            // The demo panel even when the machine's pcscd has a hardware reader.
+            .args(["--demo-reader", "in-process"])
             .env("DISPLAY", &display)
             .env_remove("WAYLAND_DISPLAY")
             .env("XDG_RUNTIME_DIR", &runtime)

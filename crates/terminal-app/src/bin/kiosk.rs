@@ -58,6 +58,42 @@ struct Args {
     /// Append the name of each screen shown to FILE (for tests driving the window).
     #[arg(long, value_name = "FILE")]
     screen_log: Option<PathBuf>,
+    /// Which reader the demo uses: its in-process reader with the demo panel, the readers of
+    /// pcscd (the first card inserted in any of them), or `auto`: pcscd's when it has a
+    /// hardware reader (not a vpcd "Virtual PCD" slot), the in-process one otherwise.
+    #[arg(long, value_enum, default_value_t = DemoReader::Auto, conflicts_with = "reader")]
+    demo_reader: DemoReader,
+    /// With pcscd readers in the demo: also trust the CA keys in FILE (the demo's own CA is
+    /// always trusted), e.g. to accept the cards of a test issuer.
+    #[arg(long, value_name = "FILE", conflicts_with = "reader")]
+    demo_trust: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DemoReader {
+    Auto,
+    InProcess,
+    Pcsc,
+}
+
+/// The hardware readers pcscd knows (vpcd's virtual slots left out); empty when pcscd is not
+/// running.
+fn hardware_readers() -> Vec<String> {
+    reader_driver::PcscContext::new()
+        .and_then(|mut c| c.readers())
+        .map(|list| {
+            list.into_iter()
+                .filter(|r| !r.starts_with("Virtual PCD"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn read_trust(path: &std::path::Path) -> Result<card_core::crypto::sm2_cert::TrustStore> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("trust store {}", path.display()))?;
+    card_core::ssse::auth::parse_trust_store(&text)
+        .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))
 }
 
 fn headless(world: &DemoWorld, receipts: PathBuf) -> Result<()> {
@@ -226,11 +262,7 @@ fn main() -> Result<()> {
                     .trust
                     .as_ref()
                     .context("--trust is needed with --reader")?;
-                let text = std::fs::read_to_string(trust_path)?;
-                let trust =
-                    card_core::ssse::auth::parse_trust_store(&text).map_err(|(line, why)| {
-                        anyhow::anyhow!("{}: line {line}: {why}", trust_path.display())
-                    })?;
+                let trust = read_trust(trust_path)?;
                 let open_ledger = match (&args.ledger, &args.field_key_file) {
                     (Some(path), Some(key)) => {
                         let key = std::fs::read_to_string(key)?.trim().to_string();
@@ -263,8 +295,41 @@ fn main() -> Result<()> {
             }
             None => {
                 let world = DemoWorld::build(&dir)?;
+                let mut config = world.worker_config(system_clock(), Some(receipts));
+                let use_pcsc = match args.demo_reader {
+                    DemoReader::InProcess => false,
+                    DemoReader::Pcsc => true,
+                    DemoReader::Auto => {
+                        let found = hardware_readers();
+                        if !found.is_empty() {
+                            eprintln!(
+                                "kiosk: using pcscd's readers ({}); --demo-reader in-process for \
+                                 the demo panel",
+                                found.join(", ")
+                            );
+                        }
+                        !found.is_empty()
+                    }
+                };
+                if let Some(path) = &args.demo_trust {
+                    for ca in read_trust(path)?.keys() {
+                        config.trust.insert(ca.clone());
+                        config.pboc_ca.add_sm2(ca.clone());
+                    }
+                }
+                if use_pcsc {
+                    return run_window(
+                        &args,
+                        Box::new(PcscSource::new(None)),
+                        config,
+                        None,
+                        req_tx,
+                        req_rx,
+                        up_tx,
+                        up_rx,
+                    );
+                }
                 let slot = DemoSlot::default();
-                let config = world.worker_config(system_clock(), Some(receipts));
                 (
                     Box::new(DemoSource::new(slot.clone())),
                     config,
@@ -275,6 +340,20 @@ fn main() -> Result<()> {
                 )
             }
         };
+    run_window(&args, source, config, demo, req_tx, req_rx, up_tx, up_rx)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_window(
+    args: &Args,
+    source: Box<dyn CardSource>,
+    config: WorkerConfig,
+    demo: Option<DemoPanel>,
+    req_tx: mpsc::Sender<Request>,
+    req_rx: mpsc::Receiver<Request>,
+    up_tx: mpsc::Sender<Update>,
+    up_rx: mpsc::Receiver<Update>,
+) -> Result<()> {
     let options = KioskOptions {
         lang: if args.english { Lang::En } else { Lang::Zh },
         idle_timeout: Duration::from_secs(args.idle),
