@@ -7,7 +7,7 @@
 //! label, so tests click by label through AccessKit. A removed card, the citizen's "end", and the
 //! idle timeout all return to the attract screen and drop every personal field.
 
-mod fonts;
+pub mod fonts;
 mod screens;
 
 use std::sync::mpsc::{Receiver, Sender};

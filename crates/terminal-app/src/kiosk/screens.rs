@@ -697,12 +697,30 @@ fn account(app: &mut KioskApp, ui: &mut Ui) {
                 .color(Color32::GRAY),
         );
     }
+    // The whole log (a card keeps ten records), scrolled by touch when it does not fit, so the
+    // buttons below always stay on the screen.
+    let log_height = (ui.available_height() - 120.0).max(80.0);
     centered(ui, 760.0, |ui| {
+        egui::ScrollArea::vertical()
+            .max_height(log_height)
+            .auto_shrink([false, true])
+            .show(ui, |ui| log_grid(ui, lang, &a));
+    });
+    button_row(ui, 2, |ui| {
+        if big_button(ui, lang.t("缴费", "Pay a fee")) {
+            app.state.screen = Screen::PayItems;
+        }
+        back_button(app, ui);
+    });
+}
+
+fn log_grid(ui: &mut Ui, lang: Lang, a: &CardAccount) {
+    {
         egui::Grid::new("log")
             .spacing(Vec2::new(36.0, 6.0))
             .striped(true)
             .show(ui, |ui| {
-                for line in a.log.iter().take(5) {
+                for line in &a.log {
                     let kind = match (lang, line.transaction_type) {
                         (Lang::Zh, Some(0x00)) => "消费",
                         (Lang::Zh, Some(0x60 | 0x62 | 0x63)) => "圈存",
@@ -720,13 +738,7 @@ fn account(app: &mut KioskApp, ui: &mut Ui) {
                     ui.end_row();
                 }
             });
-    });
-    button_row(ui, 2, |ui| {
-        if big_button(ui, lang.t("缴费", "Pay a fee")) {
-            app.state.screen = Screen::PayItems;
-        }
-        back_button(app, ui);
-    });
+    }
 }
 
 fn account_summary(ui: &mut Ui, lang: Lang, a: &CardAccount) {
