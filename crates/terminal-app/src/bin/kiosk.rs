@@ -60,7 +60,8 @@ struct Args {
     screen_log: Option<PathBuf>,
     /// Which reader the demo uses: its in-process reader with the demo panel, the readers of
     /// pcscd (the first card inserted in any of them), or `auto`: pcscd's when it has a
-    /// hardware reader (not a vpcd "Virtual PCD" slot), the in-process one otherwise.
+    /// hardware reader (not a vpcd "Virtual PCD" slot nor one of the project's simulated
+    /// "SSCard" readers), the in-process one otherwise.
     #[arg(long, value_enum, default_value_t = DemoReader::Auto, conflicts_with = "reader")]
     demo_reader: DemoReader,
     /// With pcscd readers in the demo: also trust the CA keys in FILE (the demo's own CA is
@@ -76,22 +77,23 @@ enum DemoReader {
     Pcsc,
 }
 
-/// The hardware readers pcscd knows (vpcd's virtual slots left out); empty when pcscd is not
-/// running.
+/// The hardware readers pcscd knows (vpcd's virtual slots and the project's simulated readers
+/// left out); empty when pcscd is not running.
 fn hardware_readers() -> Vec<String> {
     reader_driver::PcscContext::new()
         .and_then(|mut c| c.readers())
         .map(|list| {
             list.into_iter()
-                .filter(|r| !r.starts_with("Virtual PCD"))
+                // vpcd's own names, and the project's simulated readers (scripts/pcsc-env.sh).
+                .filter(|r| !r.starts_with("Virtual PCD") && !r.starts_with("SSCard "))
                 .collect()
         })
         .unwrap_or_default()
 }
 
 fn read_trust(path: &std::path::Path) -> Result<card_core::crypto::sm2_cert::TrustStore> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("trust store {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("trust store {}", path.display()))?;
     card_core::ssse::auth::parse_trust_store(&text)
         .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))
 }
