@@ -50,33 +50,51 @@ pub struct FeeItem {
     pub en: &'static str,
     /// Fixed amount in fen, or `None` when the citizen enters it.
     pub amount_fen: Option<u64>,
+    /// Offered on the kiosk's fee list (the counter's sale is not).
+    pub at_kiosk: bool,
 }
 
-/// The fees of the demo kiosk (a real deployment loads its list from the parameters download).
-pub const FEE_ITEMS: [FeeItem; 4] = [
+/// The index in [`FEE_ITEMS`] of a counter sale (pharmacy or clinic; the clerk enters the
+/// amount).
+pub const COUNTER_SALE: usize = 4;
+
+/// The fees of the demo terminal (a real deployment loads its list from the parameters
+/// download).
+pub const FEE_ITEMS: [FeeItem; 5] = [
     FeeItem {
         code: "MED-RES-2027",
         zh: "城乡居民医疗保险 2027年度个人缴费",
         en: "Residents' medical insurance 2027",
         amount_fen: Some(38_000),
+        at_kiosk: true,
     },
     FeeItem {
         code: "CARD-REPLACE",
         zh: "社会保障卡补换卡工本费",
         en: "Card replacement fee",
         amount_fen: Some(2_000),
+        at_kiosk: true,
     },
     FeeItem {
         code: "OUTPATIENT-REG",
         zh: "门诊挂号费",
         en: "Outpatient registration",
         amount_fen: Some(1_000),
+        at_kiosk: true,
     },
     FeeItem {
         code: "OTHER",
         zh: "其他缴费（自定金额）",
         en: "Other fee (enter the amount)",
         amount_fen: None,
+        at_kiosk: true,
+    },
+    FeeItem {
+        code: "COUNTER-SALE",
+        zh: "药品及诊疗费",
+        en: "Medicines and treatment",
+        amount_fen: None,
+        at_kiosk: false,
     },
 ];
 

@@ -71,6 +71,11 @@ pub enum Request {
     CancelPayment,
     /// End the session (the citizen is done, or the idle timeout passed).
     End,
+    /// Today's transactions and the shift's totals from the ledger (counter mode).
+    DayBook,
+    /// Close the shift: the ledger's open batch goes to reconciliation with the backend at the
+    /// next sync, and a new one opens (counter mode).
+    CloseShift,
     /// Stop the worker.
     Shutdown,
 }
@@ -85,6 +90,8 @@ impl std::fmt::Debug for Request {
             Self::PaymentPin(_) => "PaymentPin(<redacted>)",
             Self::CancelPayment => "CancelPayment",
             Self::End => "End",
+            Self::DayBook => "DayBook",
+            Self::CloseShift => "CloseShift",
             Self::Shutdown => "Shutdown",
         })
     }
@@ -121,6 +128,71 @@ impl std::fmt::Debug for Citizen {
     }
 }
 
+/// What the identity check found about the card in the reader, for a clerk's verdict at a
+/// glance. Personal fields are masked; a check that was not reached (an earlier one failed) is
+/// `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardVerdict {
+    /// Cardholder's name, masked.
+    pub name: String,
+    /// Social-security number, masked.
+    pub ssn: String,
+    /// Card number, masked.
+    pub card_number: String,
+    /// Expiry date `YYYY-MM-DD`.
+    pub expiry: String,
+    /// The certificate chain and the card's signature over a fresh challenge verified.
+    pub genuine: Option<bool>,
+    /// Not past its expiry date.
+    pub in_date: Option<bool>,
+    /// Not on the ledger's hot list.
+    pub not_hot_listed: Option<bool>,
+    /// PIN tries left.
+    pub tries_left: Option<u8>,
+}
+
+impl CardVerdict {
+    /// Every check passed.
+    pub fn valid(&self) -> bool {
+        self.genuine == Some(true)
+            && self.in_date == Some(true)
+            && self.not_hot_listed == Some(true)
+            && self.tries_left.is_some_and(|n| n > 0)
+    }
+}
+
+/// One line of today's transactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayLine {
+    /// The ledger's sequence number (the transaction number on the receipt).
+    pub seq: u64,
+    /// Local time `hh:mm:ss`.
+    pub time: String,
+    /// The ledger's state name (`approved_offline`, `declined`, `unknown`, ...).
+    pub state: &'static str,
+    /// Amount in fen.
+    pub amount_fen: u64,
+    /// Card number, masked.
+    pub pan_masked: String,
+}
+
+/// Today's transactions and the open shift's totals, as the ledger has them; the same totals
+/// the sync agent sends when the shift (the ledger's batch) is closed, which the backend
+/// answers balanced or with the differences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayBook {
+    /// Today's entries, oldest first.
+    pub lines: Vec<DayLine>,
+    /// The open shift's number (the ledger's batch number).
+    pub shift: u32,
+    /// Approved debits in the shift: count and fen.
+    pub approved: (u64, u64),
+    /// Debits proven by the card's log (no cryptogram reached the terminal): count and fen.
+    pub recovered: (u64, u64),
+    /// Entries still in doubt (card pulled; settled at the card's next insert).
+    pub in_doubt: u64,
+}
+
 /// What the session tells the UI.
 #[derive(Debug, Clone)]
 pub enum Update {
@@ -135,6 +207,11 @@ pub enum Update {
     },
     /// A card is being read and checked.
     Reading,
+    /// What the identity check found, masked, before `PinNeeded` or `Rejected` (a clerk's
+    /// verdict at a glance).
+    Verdict(Box<CardVerdict>),
+    /// Today's transactions and the shift's totals.
+    DayBook(Box<DayBook>),
     /// The card was turned away.
     Rejected(RejectReason),
     /// The card is genuine and valid; the PIN is needed.
@@ -344,7 +421,13 @@ impl Worker {
             SourceEvent::CardInserted => {
                 self.send(Update::Reader(ReaderStatus::CardIn));
                 self.send(Update::Reading);
-                match self.check_card() {
+                let mut verdict = CardVerdict::default();
+                let result = self.check_card(&mut verdict);
+                if let Err(RejectReason::PinBlocked) = result {
+                    verdict.tries_left = Some(0);
+                }
+                self.send(Update::Verdict(Box::new(verdict)));
+                match result {
                     Ok(tries_left) => {
                         self.settle_pending();
                         self.send(Update::PinNeeded { tries_left });
@@ -358,8 +441,9 @@ impl Worker {
         }
     }
 
-    /// Read, authenticate, check expiry and hot list, ask for the PIN tries.
-    fn check_card(&mut self) -> Result<u8, RejectReason> {
+    /// Read, authenticate, check expiry and hot list, ask for the PIN tries; `verdict` says
+    /// how far it got.
+    fn check_card(&mut self, verdict: &mut CardVerdict) -> Result<u8, RejectReason> {
         let channel = self.source.open().map_err(RejectReason::Unreadable)?;
         let mut session = CardSession::new(channel);
         let identity = card_core::channel::rerun_after_reset(&mut session, |s| {
@@ -369,6 +453,10 @@ impl Worker {
             SsseError::NotSsseCard => RejectReason::Unreadable("not a social-security card".into()),
             e => RejectReason::Unreadable(e.to_string()),
         })?;
+        verdict.name = identity.holder.name.to_string();
+        verdict.ssn = identity.holder.ssn.to_string();
+        verdict.card_number = identity.card.card_number.to_string();
+        verdict.expiry = identity.card.expiry_date.to_string();
         let today = (self.config.clock)().ssse_date();
         let mut challenge = [0u8; ssse::auth::CHALLENGE_LEN];
         getrandom::fill(&mut challenge).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
@@ -383,7 +471,12 @@ impl Worker {
             &challenge,
             month,
         )
-        .map_err(|e| RejectReason::NotGenuine(e.to_string()))?;
+        .map_err(|e| {
+            verdict.genuine = Some(false);
+            RejectReason::NotGenuine(e.to_string())
+        })?;
+        verdict.genuine = Some(true);
+        verdict.in_date = Some(!identity.card.is_expired(today));
         if identity.card.is_expired(today) {
             return Err(RejectReason::Expired(identity.card.expiry_date));
         }
@@ -395,8 +488,10 @@ impl Worker {
                 Err(LedgerError::CardHotListed { .. })
             )
         {
+            verdict.not_hot_listed = Some(false);
             return Err(RejectReason::HotListed);
         }
+        verdict.not_hot_listed = Some(true);
         ssse::select(&mut session).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
         let tries = match ssse::pin_tries_left(&mut session) {
             Ok(Some(0)) => return Err(RejectReason::PinBlocked),
@@ -404,6 +499,7 @@ impl Worker {
             Ok(None) => 3,
             Err(e) => return Err(RejectReason::Unreadable(e.to_string())),
         };
+        verdict.tries_left = Some(tries);
         self.active = Some(Active {
             session,
             identity,
@@ -498,7 +594,65 @@ impl Worker {
                 self.active = None;
                 self.send(Update::Ended);
             }
+            Request::DayBook => self.day_book(),
+            Request::CloseShift => {
+                let closed = self.ledger().map(Ledger::close_batch);
+                match closed {
+                    Some(Ok(_)) => {
+                        self.sync_status();
+                        self.day_book();
+                    }
+                    Some(Err(e)) => self.send(Update::Error(e.to_string())),
+                    None => self.send(Update::Error("no ledger".into())),
+                }
+            }
             Request::Shutdown => {}
+        }
+    }
+
+    /// Today's entries and the open shift's totals from the ledger.
+    fn day_book(&mut self) {
+        let now = (self.config.clock)();
+        let today = format!("{:04}{:02}{:02}", now.year, now.month, now.day);
+        let Some(ledger) = self.ledger() else {
+            return self.send(Update::Error("no ledger".into()));
+        };
+        let book = (|| -> Result<DayBook, LedgerError> {
+            let shift = ledger.current_batch()?;
+            let (approved, _) = ledger.batch_totals(shift)?;
+            let (recovered, _) = ledger.batch_recovered(shift)?;
+            let mut book = DayBook {
+                shift,
+                approved: (approved.debit_count, approved.debit_amount),
+                recovered: (recovered.count, recovered.amount),
+                ..DayBook::default()
+            };
+            for e in ledger.entries()? {
+                if !e.state.is_final() {
+                    book.in_doubt += 1;
+                }
+                let t = e.txn_time.as_str();
+                if !t.starts_with(&today) {
+                    continue;
+                }
+                book.lines.push(DayLine {
+                    seq: e.seq,
+                    time: format!(
+                        "{}:{}:{}",
+                        t.get(8..10).unwrap_or_default(),
+                        t.get(10..12).unwrap_or_default(),
+                        t.get(12..14).unwrap_or_default()
+                    ),
+                    state: e.state.as_str(),
+                    amount_fen: e.amount_fen,
+                    pan_masked: e.pan_masked,
+                });
+            }
+            Ok(book)
+        })();
+        match book {
+            Ok(b) => self.send(Update::DayBook(Box::new(b))),
+            Err(e) => self.send(Update::Error(e.to_string())),
         }
     }
 

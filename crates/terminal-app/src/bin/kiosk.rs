@@ -17,6 +17,7 @@ use card_core::secret::Pin;
 use clap::Parser;
 use terminal_app::card_source::{CardSource, DemoSlot, DemoSource, PcscSource};
 use terminal_app::clock::system_clock;
+use terminal_app::counter_mode::CounterApp;
 use terminal_app::demo::DemoWorld;
 use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang};
 use terminal_app::payment::PaymentOrder;
@@ -55,6 +56,10 @@ struct Args {
     /// Where receipt files (PDF) go for the printer (default: STATE_DIR/receipts).
     #[arg(long, value_name = "DIR")]
     receipts: Option<PathBuf>,
+    /// Counter mode: the clerk's layout for a pharmacy or hospital counter (card verdict, PIN,
+    /// debit, today's transactions and shift totals) instead of the citizen kiosk.
+    #[arg(long)]
+    counter: bool,
     /// Append the name of each screen shown to FILE (for tests driving the window).
     #[arg(long, value_name = "FILE")]
     screen_log: Option<PathBuf>,
@@ -116,6 +121,10 @@ fn headless(world: &DemoWorld, receipts: PathBuf) -> Result<()> {
                 .recv_timeout(Duration::from_secs(10))
                 .with_context(|| format!("waiting for {what}"))?;
             if matches!(u, Update::Sync { .. }) {
+                continue;
+            }
+            if let Update::Verdict(_) = u {
+                println!("  <- {}", describe(&u));
                 continue;
             }
             println!("  <- {}", describe(&u));
@@ -196,6 +205,17 @@ fn describe(u: &Update) -> String {
         Update::Reader(r) => format!("reader {r:?}"),
         Update::Sync { online, pending } => format!("sync: online {online}, {pending} waiting"),
         Update::Reading => "reading the card".into(),
+        Update::Verdict(v) => format!(
+            "checked: genuine {:?}, in date {:?} (expires {}), not hot-listed {:?}, PIN tries {:?}",
+            v.genuine, v.in_date, v.expiry, v.not_hot_listed, v.tries_left
+        ),
+        Update::DayBook(b) => format!(
+            "today: {} entries; shift {}: {} approved ({} fen)",
+            b.lines.len(),
+            b.shift,
+            b.approved.0,
+            b.approved.1
+        ),
         Update::Rejected(r) => format!("card rejected: {r:?}"),
         Update::PinNeeded { tries_left } => format!("PIN needed ({tries_left} tries left)"),
         Update::PinWrong { tries_left } => format!("wrong PIN ({tries_left} tries left)"),
@@ -364,6 +384,7 @@ fn run_window(
         .with_title("社保卡自助服务")
         .with_inner_size([1366.0, 800.0])
         .with_fullscreen(!args.windowed);
+    let counter = args.counter;
     let screen_log = match &args.screen_log {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -390,6 +411,10 @@ fn run_window(
                 config,
             );
             worker.spawn()?;
+            if counter {
+                let app = CounterApp::new(&cc.egui_ctx, req_tx, up_rx, demo, options.lang);
+                return Ok(Box::new(app) as Box<dyn eframe::App>);
+            }
             let mut app = KioskApp::new(&cc.egui_ctx, req_tx, up_rx, demo, options);
             if let Some(f) = screen_log {
                 app = app.with_screen_log(f);

@@ -8,7 +8,7 @@
 //! idle timeout all return to the attract screen and drop every personal field.
 
 pub mod fonts;
-mod screens;
+pub(crate) mod screens;
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
@@ -304,6 +304,8 @@ impl KioskApp {
                 s.screen = Screen::Reading;
             }
             Update::Rejected(reason) => s.screen = Screen::Rejected(reason),
+            // The counter's views; the kiosk shows the same facts on its own screens.
+            Update::Verdict(_) | Update::DayBook(_) => {}
             Update::PinNeeded { tries_left } => {
                 s.tries_left = Some(tries_left);
                 s.digits = Zeroizing::new(String::new());

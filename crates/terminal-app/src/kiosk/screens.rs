@@ -16,7 +16,7 @@ const KEY: Vec2 = Vec2::new(140.0, 76.0);
 const ACCENT: Color32 = Color32::from_rgb(0, 102, 179);
 
 /// Large, calm defaults for a touch screen: light theme, big text and targets.
-pub(super) fn style(ctx: &egui::Context) {
+pub(crate) fn style(ctx: &egui::Context) {
     ctx.set_theme(egui::Theme::Light);
     ctx.all_styles_mut(|style| {
         style.spacing.button_padding = Vec2::new(24.0, 16.0);
@@ -46,7 +46,7 @@ fn targets_id() -> egui::Id {
 }
 
 /// Forget the previous frame's buttons.
-pub(super) fn clear_targets(ctx: &egui::Context) {
+pub(crate) fn clear_targets(ctx: &egui::Context) {
     ctx.data_mut(|d| d.insert_temp(targets_id(), Targets::default()));
 }
 
@@ -57,7 +57,7 @@ pub(super) fn targets(ctx: &egui::Context) -> Targets {
 }
 
 /// A button's click, remembering where it is under its label.
-fn clicked(ui: &Ui, label: &str, response: &egui::Response) -> bool {
+pub(crate) fn clicked(ui: &Ui, label: &str, response: &egui::Response) -> bool {
     let centre = response.rect.center();
     ui.ctx().data_mut(|d| {
         d.get_temp_mut_or_default::<Targets>(targets_id())
@@ -284,7 +284,7 @@ fn rejected(app: &mut KioskApp, ui: &mut Ui, reason: &RejectReason) {
 }
 
 /// The keypad; returns the pressed key's meaning.
-enum Key {
+pub(crate) enum Key {
     Digit(char),
     Clear,
     Ok,
@@ -314,7 +314,7 @@ fn typed(ui: &Ui) -> Vec<Key> {
     })
 }
 
-fn keypad(ui: &mut Ui, lang: Lang) -> Vec<Key> {
+pub(crate) fn keypad(ui: &mut Ui, lang: Lang) -> Vec<Key> {
     let mut pressed = typed(ui);
     let rows: [[&str; 3]; 4] = [
         ["1", "2", "3"],
@@ -346,7 +346,7 @@ fn keypad(ui: &mut Ui, lang: Lang) -> Vec<Key> {
     pressed
 }
 
-fn masked(digits: &str) -> String {
+pub(crate) fn masked(digits: &str) -> String {
     let n = digits.chars().count();
     let shown: String = "●".repeat(n);
     let empty: String = "○".repeat(6usize.saturating_sub(n));
@@ -777,7 +777,7 @@ fn pay_items(app: &mut KioskApp, ui: &mut Ui) {
     let lang = app.state.lang;
     ui.label(RichText::new(lang.t("请选择缴费项目", "Choose what to pay")).size(BIG));
     ui.add_space(8.0);
-    for (i, fee) in FEE_ITEMS.iter().enumerate() {
+    for (i, fee) in FEE_ITEMS.iter().enumerate().filter(|(_, f)| f.at_kiosk) {
         let name = lang.t(fee.zh, fee.en);
         let text = match fee.amount_fen {
             Some(f) => format!("{name}    ¥{}", yuan(f)),
@@ -1042,7 +1042,7 @@ fn take_card(app: &mut KioskApp, ui: &mut Ui) {
 }
 
 /// Lay `add` out in a column of `width`, centred in the available width.
-fn centered<R>(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui) -> R) -> R {
+pub(crate) fn centered<R>(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui) -> R) -> R {
     ui.horizontal(|ui| {
         ui.add_space(((ui.available_width() - width) / 2.0).max(0.0));
         ui.vertical(add).inner

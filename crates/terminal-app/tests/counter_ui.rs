@@ -1,0 +1,304 @@
+//! Counter mode driven by label through egui_kittest, as a pharmacy clerk and the cardholder
+//! would: the real `CounterApp`, the real session worker on its own thread, the demo's
+//! in-process reader with personalised software cards, a real ledger file.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use backend_sync::entry::EntryState;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use terminal_app::card_source::{DemoSlot, DemoSource};
+use terminal_app::clock::LocalTime;
+use terminal_app::counter_mode::{CounterApp, Step};
+use terminal_app::demo::DemoWorld;
+use terminal_app::kiosk::{DemoPanel, Lang};
+use terminal_app::session::Worker;
+
+struct Counter {
+    harness: Harness<'static, CounterApp>,
+    slot: DemoSlot,
+    world: DemoWorld,
+    _dir: tempfile::TempDir,
+}
+
+fn now() -> LocalTime {
+    LocalTime {
+        year: 2026,
+        month: 11,
+        day: 28,
+        hour: 14,
+        minute: 5,
+        second: 0,
+    }
+}
+
+fn counter(lang: Lang) -> Counter {
+    let dir = tempfile::tempdir().unwrap();
+    let world = DemoWorld::build(dir.path()).unwrap();
+    let slot = DemoSlot::default();
+    let (req_tx, req_rx) = mpsc::channel();
+    let (up_tx, up_rx) = mpsc::channel();
+    Worker::new(
+        Box::new(DemoSource::new(slot.clone())),
+        req_rx,
+        up_tx,
+        Box::new(|| {}),
+        world.worker_config(Box::new(now), Some(dir.path().join("receipts"))),
+    )
+    .spawn()
+    .unwrap();
+    let panel = DemoPanel {
+        slot: slot.clone(),
+        cards: world.cards.clone(),
+    };
+    let harness = Harness::builder()
+        .with_size(egui::vec2(1366.0, 800.0))
+        .with_theme(egui::Theme::Light)
+        .build_eframe(move |cc| CounterApp::new(&cc.egui_ctx, req_tx, up_rx, Some(panel), lang));
+    Counter {
+        harness,
+        slot,
+        world,
+        _dir: dir,
+    }
+}
+
+impl Counter {
+    fn wait_for(&mut self, label: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            self.harness.step();
+            if self
+                .harness
+                .query_all_by_label_contains(label)
+                .next()
+                .is_some()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{label:?} never appeared; state {:?}",
+                self.harness.state().state
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn shows(&self, label: &str) -> bool {
+        self.harness
+            .query_all_by_label_contains(label)
+            .next()
+            .is_some()
+    }
+
+    fn click(&mut self, label: &str) {
+        self.harness.get_by_label(label).click();
+        self.harness.step();
+        self.harness.step();
+    }
+
+    fn keys(&mut self, digits: &str) {
+        for d in digits.chars() {
+            self.click(&d.to_string());
+        }
+    }
+
+    fn insert(&mut self, name: &str) {
+        let card = self.card(name);
+        self.slot.insert(name, card);
+    }
+
+    fn card(&self, name: &str) -> firmware_tests::SharedCard {
+        self.world
+            .cards
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .card
+            .clone()
+    }
+
+    fn balance(&self, name: &str) -> u64 {
+        let card = self.card(name);
+        let c = firmware_tests::vpcd::lock(&card);
+        c.image()
+            .pboc
+            .as_ref()
+            .and_then(|p| p.ec.as_ref())
+            .map(|e| e.balance)
+            .unwrap()
+    }
+
+    /// With `SSCARD_SCREENSHOTS=DIR`, save the screen as DIR/NAME.png (docs/images).
+    fn screenshot(&mut self, name: &str) {
+        if let Some(dir) = std::env::var_os("SSCARD_SCREENSHOTS") {
+            for _ in 0..3 {
+                self.harness.step();
+            }
+            let image = self.harness.render().unwrap();
+            image
+                .save(std::path::Path::new(&dir).join(format!("{name}.png")))
+                .unwrap();
+        }
+    }
+
+    fn ledger(&self) -> backend_sync::ledger::Ledger {
+        (self.world.ledger_opener())().unwrap()
+    }
+}
+
+#[test]
+fn clerk_checks_the_card_the_holder_enters_the_pin_and_pays_and_the_shift_adds_up() {
+    let mut k = counter(Lang::Zh);
+    k.wait_for("读卡器就绪");
+    k.wait_for("今日暂无交易");
+    k.click("张三（正常卡，PIN 123456）");
+
+    // The verdict at a glance, masked.
+    k.wait_for("有效卡");
+    assert!(k.shows("张*"));
+    assert!(k.shows("110***********3011"));
+    assert!(!k.shows("110105198703153011"), "masked");
+    assert!(k.shows("2034-01-14"), "valid until");
+    assert_eq!(
+        k.harness.query_all_by_label_contains("√ 通过").count(),
+        3,
+        "genuine, in date, not lost"
+    );
+    let v = k.harness.state().state.verdict.clone().unwrap();
+    assert!(v.valid());
+    assert_eq!(v.tries_left, Some(3));
+
+    // The cardholder types a wrong PIN, then the right one.
+    k.wait_for("请持卡人输入密码");
+    k.keys("000000");
+    k.click("确认");
+    k.wait_for("密码错误，还可尝试 2 次");
+    assert_eq!(
+        k.harness.state().state.verdict.as_ref().unwrap().tries_left,
+        Some(2),
+        "the verdict follows the card's counter"
+    );
+    k.keys("123456");
+    k.click("确认");
+    k.wait_for("请输入收费金额（元）");
+
+    // 15.50 typed as on a till; the card asks for its own PIN, then pays.
+    k.keys("1550");
+    k.wait_for("¥ 15.50");
+    k.click("电子现金扣款");
+    k.wait_for("请持卡人输入卡片密码以完成支付");
+    k.keys("123456");
+    k.click("确认");
+    k.wait_for("扣款成功");
+    assert!(k.shows("¥15.50"));
+    assert!(k.shows("00000001"), "transaction number");
+    assert!(k.shows("凭条已打印"));
+    assert_eq!(k.balance("zhangsan"), 50_000 - 1_550);
+
+    // Today's list and the shift's totals are the ledger's.
+    k.wait_for("1 / ¥15.50");
+    k.screenshot("counter-paid");
+    let l = k.ledger();
+    let shift = l.current_batch().unwrap();
+    let (totals, seqs) = l.batch_totals(shift).unwrap();
+    assert_eq!((totals.debit_count, totals.debit_amount), (1, 1_550));
+    assert_eq!(seqs, vec![1]);
+    let entries = l.entries().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].state, EntryState::ApprovedOffline);
+    let book = k.harness.state().state.day_book.clone().unwrap();
+    assert_eq!(book.lines.len(), 1);
+    assert_eq!(book.lines[0].time, "14:05:00");
+    assert_eq!(book.approved, (1, 1_550));
+    assert!(k.shows("成功"));
+
+    // The next customer; then the shift is closed and a new one starts at zero.
+    k.click("下一位");
+    k.wait_for("请插入社保卡");
+    assert!(
+        k.harness.state().state.verdict.is_none(),
+        "the card's data dropped"
+    );
+    k.click("交班结算");
+    k.wait_for(&format!("本班次（第 {} 批）", shift + 1));
+    k.wait_for("0 / ¥0.00");
+    assert_eq!(k.ledger().current_batch().unwrap(), shift + 1);
+    assert!(
+        k.shows("14:05:00"),
+        "today's list keeps the closed shift's sale"
+    );
+}
+
+#[test]
+fn a_lost_an_expired_and_a_blocked_card_are_refused_with_the_failed_check() {
+    let mut k = counter(Lang::Zh);
+    k.wait_for("读卡器就绪");
+    for (card, why, failed) in [
+        (
+            "wangfang-t0",
+            "此卡已挂失，请勿受理",
+            Some("not_hot_listed"),
+        ),
+        ("expired", "此卡已于", Some("in_date")),
+        ("blocked", "密码已锁定", None),
+    ] {
+        k.insert(card);
+        k.wait_for(why);
+        assert!(k.shows("无效卡"), "{card}: the headline");
+        let v = k.harness.state().state.verdict.clone().unwrap();
+        assert!(!v.valid());
+        match failed {
+            Some("not_hot_listed") => {
+                assert_eq!(v.not_hot_listed, Some(false));
+                assert_eq!(v.genuine, Some(true));
+            }
+            Some("in_date") => {
+                assert_eq!(v.in_date, Some(false));
+                assert_eq!(v.not_hot_listed, None, "not reached");
+            }
+            _ => assert_eq!(v.tries_left, Some(0)),
+        }
+        assert!(k.shows("× 未通过") || v.tries_left == Some(0));
+        assert!(
+            !matches!(k.harness.state().state.step, Step::Pin | Step::Amount),
+            "{card}: no PIN, no payment"
+        );
+        k.slot.remove();
+        k.wait_for("请插入社保卡");
+    }
+    assert_eq!(k.ledger().entries().unwrap().len(), 0, "nothing booked");
+}
+
+#[test]
+fn counter_in_english_refuses_an_amount_over_the_limit_and_over_the_balance() {
+    let mut k = counter(Lang::En);
+    k.wait_for("Reader ready");
+    k.insert("lisi");
+    k.wait_for("VALID CARD");
+    k.keys("654321");
+    k.click("OK");
+    k.wait_for("Enter the amount (CNY)");
+    k.keys("100001");
+    k.click("Debit electronic cash");
+    k.wait_for("At most CNY 1000.00 at a time");
+    k.click("Clear");
+    k.keys("90000");
+    k.click("Debit electronic cash");
+    k.wait_for("Not enough electronic cash");
+    assert_eq!(
+        k.ledger().entries().unwrap().len(),
+        0,
+        "refused before the card"
+    );
+    k.screenshot("counter-en-refused");
+}
