@@ -993,7 +993,7 @@ fn a_version_2_file_with_an_unknown_entry_upgrades_and_the_entry_recovers() {
     }
     let mut l = open(&path);
     assert_eq!(l.schema_version().unwrap(), migrations::latest());
-    assert_eq!(migrations::latest(), 4);
+    assert_eq!(migrations::latest(), 5);
     assert_eq!(l.unresolved().unwrap(), vec![1]);
     let r = card.torn_debit(640, CNY, &t, EntryKind::EcPurchase);
     l.record_outcome(1, &Outcome::Recovered(r.clone())).unwrap();
@@ -1110,4 +1110,102 @@ fn recovery_facts_are_written_with_the_intent_and_found_by_card_until_final() {
             .is_err()
     );
     assert!(conn.execute("DELETE FROM intent_facts", []).is_err());
+}
+
+#[test]
+fn a_client_reference_is_written_with_the_intent_and_debits_at_most_once() {
+    use backend_sync::ledger::{ClientRef, RefLookup};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut l = open(&path);
+    let mut card = TestCard::demo_sm4(7).unwrap();
+    let first = ClientRef {
+        reference: "POS-0001/42",
+        request: "2500\nAmoxicillin",
+    };
+    assert_eq!(l.lookup_reference(&first).unwrap(), RefLookup::Unused);
+    let seq = l
+        .begin_payment_referenced(&payment(&card, 2_500), Some(&facts("CARD-1", 3)), &first)
+        .unwrap()
+        .seq;
+    // The reference names its entry from the intent on, before any outcome.
+    match l.lookup_reference(&first).unwrap() {
+        RefLookup::Same(e) => {
+            assert_eq!(e.seq, seq);
+            assert_eq!(e.state, EntryState::Intent);
+        }
+        other => panic!("expected the same request, got {other:?}"),
+    }
+    // A second intent with the reference is refused and writes nothing.
+    let again = l.begin_payment_referenced(&payment(&card, 2_500), None, &first);
+    assert!(
+        matches!(again, Err(LedgerError::ReferenceUsed { seq: s }) if s == seq),
+        "{again:?}"
+    );
+    assert_eq!(l.entries().unwrap().len(), 1);
+    // The same reference with another request is told apart.
+    let other = ClientRef {
+        reference: "POS-0001/42",
+        request: "9900\nAmoxicillin",
+    };
+    assert_eq!(
+        l.lookup_reference(&other).unwrap(),
+        RefLookup::Different { seq }
+    );
+    // The outcome shows through the reference, also after reopening.
+    let p = payment(&card, 2_500);
+    let r = card.generate_ac(0x40, 2_500, CNY, &p.txn_time, p.kind);
+    l.record_outcome(seq, &Outcome::Approved(r)).unwrap();
+    drop(l);
+    let l = open(&path);
+    let e = l.entry_by_reference("POS-0001/42").unwrap().unwrap();
+    assert_eq!((e.seq, e.state), (seq, EntryState::ApprovedOffline));
+    assert_eq!(l.entry_by_reference("POS-0001/43").unwrap(), None);
+    assert_eq!(
+        l.client_references().unwrap(),
+        BTreeMap::from([(seq, "POS-0001/42".to_string())])
+    );
+    // The request is not in the file in clear; references cannot be changed or removed.
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(!bytes.windows(11).any(|w| w == b"Amoxicillin"));
+    drop(l);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    for sql in [
+        "UPDATE client_refs SET reference = 'X'",
+        "DELETE FROM client_refs",
+    ] {
+        let err = raw.execute(sql, []).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{err}");
+    }
+}
+
+#[test]
+fn a_malformed_client_reference_is_refused_before_the_intent() {
+    use backend_sync::ledger::ClientRef;
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = open(&dir.path().join("ledger.db"));
+    let card = TestCard::demo_sm4(7).unwrap();
+    let long = "R".repeat(65);
+    for bad in ["", "has space", "名字", long.as_str(), "a\nb"] {
+        let r = l.begin_payment_referenced(
+            &payment(&card, 100),
+            None,
+            &ClientRef {
+                reference: bad,
+                request: "100",
+            },
+        );
+        assert!(matches!(r, Err(LedgerError::Reference)), "{bad:?}: {r:?}");
+    }
+    assert!(l.entries().unwrap().is_empty());
+    let ok = "R".repeat(64);
+    l.begin_payment_referenced(
+        &payment(&card, 100),
+        None,
+        &ClientRef {
+            reference: &ok,
+            request: "100",
+        },
+    )
+    .unwrap();
 }

@@ -125,6 +125,19 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'ledger intent facts are append-only'); END;
      CREATE TRIGGER intent_facts_no_delete BEFORE DELETE ON intent_facts
         BEGIN SELECT RAISE(ABORT, 'ledger intent facts are append-only'); END;",
+    // 5: the references a point-of-sale system gives its debits through the counter API,
+    // written with the intent in one transaction (`Ledger::begin_payment_referenced`), so that
+    // a reference debits at most once. The request is kept only as a keyed blind index (an
+    // item may name a medicine). Append-only like the entries.
+    "CREATE TABLE client_refs (
+        reference TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE REFERENCES entries(seq),
+        request_index BLOB NOT NULL
+     );
+     CREATE TRIGGER client_refs_no_update BEFORE UPDATE ON client_refs
+        BEGIN SELECT RAISE(ABORT, 'ledger client references are append-only'); END;
+     CREATE TRIGGER client_refs_no_delete BEFORE DELETE ON client_refs
+        BEGIN SELECT RAISE(ABORT, 'ledger client references are append-only'); END;",
 ];
 
 /// The schema version this code writes.

@@ -9,10 +9,12 @@
 //!
 //! Parts, one file each: [`migrations`] (schema versions), [`payments`] (append-only entries and
 //! outcomes, write-ahead), [`upload_queue`] (the sync checkpoint), [`batches`] (settlement
-//! batches and their totals), [`hotlist`], [`params`](mod@params), [`cardholders`].
+//! batches and their totals), [`hotlist`], [`params`](mod@params), [`cardholders`],
+//! [`client_refs`] (the counter API's references, each debiting at most once).
 
 pub mod batches;
 pub mod cardholders;
+pub mod client_refs;
 pub mod hotlist;
 pub mod migrations;
 pub mod params;
@@ -27,6 +29,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::entry::{EntryState, FieldError, TerminalId};
 use crate::field_crypto::{FieldCryptoError, FieldKey};
 
+pub use client_refs::{ClientRef, RefLookup};
 pub use payments::{Intent, LedgerEntry, NewPayment, OperatorFinding, Outcome};
 pub use recovery_facts::{PendingRecovery, RecoveryFacts};
 pub use upload_queue::{SyncSummary, UploadState};
@@ -118,6 +121,17 @@ pub enum LedgerError {
     /// Serializing a stored record failed.
     #[error("record encoding")]
     Encoding,
+    /// A client reference that is empty, too long, or has characters outside
+    /// `A-Z a-z 0-9 - _ . : /`.
+    #[error("client reference must be 1 to 64 characters of A-Z a-z 0-9 - _ . : /")]
+    Reference,
+    /// The client reference already belongs to an entry: the payment is refused before any
+    /// card command.
+    #[error("client reference already used by entry {seq}")]
+    ReferenceUsed {
+        /// The entry that has it.
+        seq: u64,
+    },
 }
 
 /// How hard commits hold on to the disk.

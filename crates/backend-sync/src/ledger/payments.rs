@@ -224,6 +224,33 @@ impl Ledger {
         p: &NewPayment,
         facts: Option<&RecoveryFacts>,
     ) -> Result<Intent, LedgerError> {
+        self.begin_payment_inner(p, facts, None)
+    }
+
+    /// [`Self::begin_payment_with`], with the point-of-sale system's reference written in the
+    /// same transaction: a reference another entry already has is refused
+    /// ([`LedgerError::ReferenceUsed`]) before anything is written, so one reference debits at
+    /// most once ([`super::client_refs`]).
+    pub fn begin_payment_referenced(
+        &mut self,
+        p: &NewPayment,
+        facts: Option<&RecoveryFacts>,
+        client: &super::client_refs::ClientRef<'_>,
+    ) -> Result<Intent, LedgerError> {
+        self.begin_payment_inner(p, facts, Some(client))
+    }
+
+    fn begin_payment_inner(
+        &mut self,
+        p: &NewPayment,
+        facts: Option<&RecoveryFacts>,
+        client: Option<&super::client_refs::ClientRef<'_>>,
+    ) -> Result<Intent, LedgerError> {
+        if let Some(c) = client
+            && !super::client_refs::valid_reference(c.reference)
+        {
+            return Err(LedgerError::Reference);
+        }
         if p.amount_fen == 0 || p.amount_fen > MAX_AMOUNT_FEN {
             return Err(LedgerError::Amount);
         }
@@ -265,6 +292,9 @@ impl Ledger {
         ])?;
         if let Some(f) = facts {
             super::recovery_facts::insert(&tx, key, seq, f)?;
+        }
+        if let Some(c) = client {
+            super::client_refs::insert(&tx, key, seq, c)?;
         }
         tx.commit()?;
         Ok(Intent {
