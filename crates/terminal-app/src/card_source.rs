@@ -28,6 +28,10 @@ pub trait CardSource: Send {
     fn poll(&mut self, timeout: Duration) -> Vec<SourceEvent>;
     /// A channel to the card now in the reader.
     fn open(&mut self) -> Result<Box<dyn CardChannel + Send>, String>;
+    /// The readers this source sees, each with its state, for the service view.
+    fn describe(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A card slot the demo panel fills, shared between the UI (insert/remove) and the session.
@@ -178,6 +182,13 @@ impl CardSource for DemoSource {
         out
     }
 
+    fn describe(&mut self) -> Vec<String> {
+        vec![match self.slot.inserted() {
+            Some(_) => "demo in-process reader: card present".to_string(),
+            None => "demo in-process reader: empty".to_string(),
+        }]
+    }
+
     fn open(&mut self) -> Result<Box<dyn CardChannel + Send>, String> {
         Ok(Box::new(DemoChannel {
             slot: self.slot.clone(),
@@ -249,6 +260,32 @@ impl CardSource for PcscSource {
             }
         }
         out
+    }
+
+    fn describe(&mut self) -> Vec<String> {
+        let states = PcscContext::new().and_then(|mut c| c.reader_states());
+        match states {
+            Ok(list) if list.is_empty() => vec!["pcscd: no reader".to_string()],
+            Ok(list) => list
+                .into_iter()
+                .map(|r| {
+                    let used = if self.reader.as_deref() == Some(r.name.as_str()) {
+                        " (used by this terminal)"
+                    } else {
+                        ""
+                    };
+                    let state = if r.mute {
+                        "card mute".to_string()
+                    } else if r.present {
+                        format!("card present, ATR {}", hex::encode_upper(&r.atr))
+                    } else {
+                        "empty".to_string()
+                    };
+                    format!("{}{used}: {state}", r.name)
+                })
+                .collect(),
+            Err(e) => vec![format!("pcscd: {e}")],
+        }
     }
 
     fn open(&mut self) -> Result<Box<dyn CardChannel + Send>, String> {

@@ -260,7 +260,8 @@ impl CounterApp {
             Update::PinChanged
             | Update::PinChangeFailed(_)
             | Update::Account(_)
-            | Update::AccountFailed(_) => {}
+            | Update::AccountFailed(_)
+            | Update::Service(_) => {}
         }
     }
 

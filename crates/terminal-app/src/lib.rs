@@ -12,4 +12,5 @@ pub mod demo;
 pub mod kiosk;
 pub mod payment;
 pub mod receipt;
+pub mod service_view;
 pub mod session;

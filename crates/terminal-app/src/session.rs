@@ -76,6 +76,8 @@ pub enum Request {
     /// Close the shift: the ledger's open batch goes to reconciliation with the backend at the
     /// next sync, and a new one opens (counter mode).
     CloseShift,
+    /// The technician's service view: readers and the last exchanges.
+    Service,
     /// Stop the worker.
     Shutdown,
 }
@@ -92,6 +94,7 @@ impl std::fmt::Debug for Request {
             Self::End => "End",
             Self::DayBook => "DayBook",
             Self::CloseShift => "CloseShift",
+            Self::Service => "Service",
             Self::Shutdown => "Shutdown",
         })
     }
@@ -212,6 +215,8 @@ pub enum Update {
     Verdict(Box<CardVerdict>),
     /// Today's transactions and the shift's totals.
     DayBook(Box<DayBook>),
+    /// The technician's service view.
+    Service(Box<crate::service_view::ServiceView>),
     /// The card was turned away.
     Rejected(RejectReason),
     /// The card is genuine and valid; the PIN is needed.
@@ -318,6 +323,7 @@ pub struct Worker {
     config: WorkerConfig,
     active: Option<Active>,
     ledger: Option<Ledger>,
+    trace: crate::service_view::TraceRing,
 }
 
 fn transport_gone(e: &SsseError) -> bool {
@@ -346,6 +352,7 @@ impl Worker {
             config,
             active: None,
             ledger: None,
+            trace: crate::service_view::TraceRing::default(),
         }
     }
 
@@ -445,7 +452,7 @@ impl Worker {
     /// how far it got.
     fn check_card(&mut self, verdict: &mut CardVerdict) -> Result<u8, RejectReason> {
         let channel = self.source.open().map_err(RejectReason::Unreadable)?;
-        let mut session = CardSession::new(channel);
+        let mut session = CardSession::new(channel).with_trace(Box::new(self.trace.clone()));
         let identity = card_core::channel::rerun_after_reset(&mut session, |s| {
             ssse::read_identity(s, ReadStrategy::AllRecords)
         })
@@ -595,6 +602,14 @@ impl Worker {
                 self.send(Update::Ended);
             }
             Request::DayBook => self.day_book(),
+            Request::Service => {
+                let view = crate::service_view::ServiceView {
+                    readers: self.source.describe(),
+                    trace: self.trace.lines(),
+                    checks: None,
+                };
+                self.send(Update::Service(Box::new(view)));
+            }
             Request::CloseShift => {
                 let closed = self.ledger().map(Ledger::close_batch);
                 match closed {

@@ -39,6 +39,14 @@ fn now() -> LocalTime {
 }
 
 fn kiosk(lang: Lang, idle: Duration) -> Kiosk {
+    kiosk_with(lang, idle, None)
+}
+
+fn kiosk_with(
+    lang: Lang,
+    idle: Duration,
+    technician: Option<terminal_app::service_view::TechnicianPin>,
+) -> Kiosk {
     let dir = tempfile::tempdir().unwrap();
     let world = DemoWorld::build(dir.path()).unwrap();
     let slot = DemoSlot::default();
@@ -78,7 +86,7 @@ fn kiosk(lang: Lang, idle: Duration) -> Kiosk {
         .with_size(egui::vec2(1366.0, 800.0))
         .with_theme(egui::Theme::Light)
         .build_eframe(move |cc| {
-            KioskApp::new(
+            let app = KioskApp::new(
                 &cc.egui_ctx,
                 req_tx,
                 up_rx,
@@ -87,7 +95,11 @@ fn kiosk(lang: Lang, idle: Duration) -> Kiosk {
                     lang,
                     idle_timeout: idle,
                 },
-            )
+            );
+            match technician {
+                Some(pin) => app.with_technician(pin),
+                None => app,
+            }
         });
     Kiosk {
         harness,
@@ -665,4 +677,72 @@ fn card_pulled_after_the_debit_is_recovered_at_the_next_insert() {
 #[test]
 fn card_pulled_before_the_debit_is_voided_at_the_next_insert() {
     pulled_during_payment(false);
+}
+
+#[test]
+fn service_mode_behind_the_technician_pin_shows_readers_and_exchanges_without_data() {
+    let pin = terminal_app::service_view::TechnicianPin::from_pin("2468");
+    let mut k = kiosk_with(Lang::Zh, Duration::from_secs(600), Some(pin));
+    k.sign_in_zhangsan();
+    k.click("结束");
+    k.wait_for("请取走您的卡片");
+    assert!(
+        !k.shows("维护"),
+        "no service button during a citizen's session"
+    );
+    k.click("取出卡片");
+    k.wait_for("请插入社保卡");
+
+    // A wrong technician PIN, then the right one.
+    k.click("维护");
+    k.wait_for("技术人员密码");
+    k.type_pin("1111");
+    k.wait_for("密码错误");
+    k.type_pin("2468");
+    k.wait_for("维护模式");
+    k.wait_for("demo in-process reader: empty");
+    // The citizen's exchanges: the VERIFY and the identity reads, headers only.
+    assert!(k.shows("00 20 00 00"), "the VERIFY header");
+    assert!(k.shows("00 B2"), "READ RECORD headers");
+    assert!(k.shows("9000"));
+    // (The demo panel beside it names the demo PINs; the service view itself must not.)
+    let view = k.harness.state().state.service.clone().unwrap();
+    assert!(view.trace.len() > 10, "{view:?}");
+    for line in view.readers.iter().chain(&view.trace) {
+        for secret in ["123456", "313233343536", "D5C5C8FD", "110105198703153011"] {
+            assert!(!line.contains(secret), "{secret} in {line}");
+        }
+    }
+    for secret in ["313233343536", "D5C5C8FD", "110105198703153011"] {
+        assert!(
+            k.harness
+                .query_all_by_label_contains(secret)
+                .next()
+                .is_none(),
+            "{secret} on the service screen"
+        );
+    }
+    k.click("退出维护");
+    k.wait_for("请插入社保卡");
+    assert!(k.harness.state().state.service.is_none());
+}
+
+#[test]
+fn three_wrong_technician_pins_lock_the_service_mode() {
+    let pin = terminal_app::service_view::TechnicianPin::from_pin("2468");
+    let mut k = kiosk_with(Lang::Zh, Duration::from_secs(600), Some(pin));
+    k.wait_for("读卡器就绪");
+    k.click("维护");
+    for _ in 0..3 {
+        k.type_pin("0000");
+    }
+    k.wait_for("维护模式已锁定 5 分钟");
+    assert!(
+        k.harness.query_by_label("确认").is_none(),
+        "no keypad while locked"
+    );
+    k.click("返回");
+    k.click("维护");
+    k.wait_for("维护模式已锁定");
+    assert_ne!(k.harness.state().state.screen, Screen::Service);
 }

@@ -78,6 +78,10 @@ pub enum Screen {
     Notice(String),
     /// "Please take your card".
     TakeCard,
+    /// The technician PIN, before the service view.
+    ServicePin,
+    /// The technician's service view: readers, the last exchanges.
+    Service,
 }
 
 impl Screen {
@@ -105,6 +109,8 @@ impl Screen {
             Self::Receipt(_) => "Receipt",
             Self::Notice(_) => "Notice",
             Self::TakeCard => "TakeCard",
+            Self::ServicePin => "ServicePin",
+            Self::Service => "Service",
         }
     }
 }
@@ -159,6 +165,12 @@ pub struct UiState {
     pub in_doubt: Option<String>,
     /// The receipt file of the last payment, if one was written.
     pub receipt_file: Option<std::path::PathBuf>,
+    /// The technician's service view, while it is shown.
+    pub service: Option<crate::service_view::ServiceView>,
+    /// Wrong technician PINs in a row.
+    pub service_failures: u8,
+    /// Service mode locked after three wrong technician PINs, until then.
+    pub service_locked_until: Option<Instant>,
 }
 
 impl UiState {
@@ -181,6 +193,9 @@ impl UiState {
             settled: None,
             in_doubt: None,
             receipt_file: None,
+            service: None,
+            service_failures: 0,
+            service_locked_until: None,
         }
     }
 
@@ -197,6 +212,7 @@ impl UiState {
         self.account = None;
         self.receipt_file = None;
         self.settled = None;
+        self.service = None;
         self.screen = Screen::Attract;
     }
 }
@@ -239,6 +255,7 @@ pub struct KioskApp {
     last_input: Instant,
     screen_log: Option<std::fs::File>,
     logged: Option<(&'static str, Vec<(String, egui::Pos2)>)>,
+    technician: Option<crate::service_view::TechnicianPin>,
 }
 
 impl std::fmt::Debug for KioskApp {
@@ -269,7 +286,15 @@ impl KioskApp {
             last_input: Instant::now(),
             screen_log: None,
             logged: None,
+            technician: None,
         }
+    }
+
+    /// Offer the technician's service mode (a small "维护" button on the attract screen's
+    /// status bar), behind `pin`. Without it there is no service mode.
+    pub fn with_technician(mut self, pin: crate::service_view::TechnicianPin) -> Self {
+        self.technician = Some(pin);
+        self
     }
 
     /// Append each screen shown to `file`, so a test driving a real window can follow the
@@ -306,6 +331,11 @@ impl KioskApp {
             Update::Rejected(reason) => s.screen = Screen::Rejected(reason),
             // The counter's views; the kiosk shows the same facts on its own screens.
             Update::Verdict(_) | Update::DayBook(_) => {}
+            Update::Service(view) => {
+                if matches!(s.screen, Screen::Service) {
+                    s.service = Some(*view);
+                }
+            }
             Update::PinNeeded { tries_left } => {
                 s.tries_left = Some(tries_left);
                 s.digits = Zeroizing::new(String::new());

@@ -107,6 +107,8 @@ pub(super) fn draw(app: &mut KioskApp, ui: &mut Ui) {
                 Screen::Receipt(r) => receipt(app, ui, &r),
                 Screen::Notice(text) => notice(app, ui, &text),
                 Screen::TakeCard => take_card(app, ui),
+                Screen::ServicePin => service_pin(app, ui),
+                Screen::Service => service(app, ui),
             }
         });
     });
@@ -138,6 +140,15 @@ fn status_bar(app: &mut KioskApp, ui: &mut Ui) {
             };
             ui.label(RichText::new(reader).size(22.0));
             ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                if app.technician.is_some() && app.state.screen == Screen::Attract {
+                    let text = lang.t("维护", "Service");
+                    let r = ui.button(RichText::new(text).size(18.0).color(Color32::GRAY));
+                    if clicked(ui, text, &r) {
+                        app.state.digits = Zeroizing::new(String::new());
+                        app.state.pin_message = None;
+                        app.state.screen = Screen::ServicePin;
+                    }
+                }
                 let other = match lang {
                     Lang::Zh => "English",
                     Lang::En => "中文",
@@ -1048,4 +1059,122 @@ pub(crate) fn centered<R>(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui) -> 
         ui.vertical(add).inner
     })
     .inner
+}
+
+fn service_pin(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("技术人员密码", "Technician PIN")).size(BIG));
+    let locked = app
+        .state
+        .service_locked_until
+        .is_some_and(|t| std::time::Instant::now() < t);
+    if locked {
+        ui.label(
+            RichText::new(lang.t(
+                "密码错误次数过多，维护模式已锁定 5 分钟",
+                "Too many wrong PINs: service mode is locked for 5 minutes",
+            ))
+            .size(BODY)
+            .color(Color32::from_rgb(180, 30, 30)),
+        );
+    } else {
+        ui.label(
+            RichText::new(masked(&app.state.digits))
+                .size(56.0)
+                .monospace(),
+        );
+        if let Some(m) = &app.state.pin_message {
+            ui.label(
+                RichText::new(m)
+                    .size(BODY)
+                    .color(Color32::from_rgb(180, 30, 30)),
+            );
+        }
+        for key in keypad(ui, lang) {
+            match key {
+                Key::Digit(d) if app.state.digits.len() < Pin::MAX_LEN => {
+                    app.state.digits.push(d);
+                }
+                Key::Digit(_) => {}
+                Key::Clear => app.state.digits = Zeroizing::new(String::new()),
+                Key::Ok => {
+                    let ok = app
+                        .technician
+                        .as_ref()
+                        .is_some_and(|p| p.matches(&app.state.digits));
+                    app.state.digits = Zeroizing::new(String::new());
+                    if ok {
+                        app.state.service_failures = 0;
+                        app.state.pin_message = None;
+                        app.state.screen = Screen::Service;
+                        app.request(Request::Service);
+                    } else {
+                        app.state.service_failures = app.state.service_failures.saturating_add(1);
+                        if app.state.service_failures >= 3 {
+                            app.state.service_failures = 0;
+                            app.state.service_locked_until = Some(
+                                std::time::Instant::now() + std::time::Duration::from_secs(300),
+                            );
+                        }
+                        app.state.pin_message = Some(lang.t("密码错误", "Wrong PIN").into());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    ui.add_space(12.0);
+    if big_button(ui, lang.t("返回", "Back")) {
+        app.state.digits = Zeroizing::new(String::new());
+        app.state.pin_message = None;
+        app.state.screen = Screen::Attract;
+    }
+}
+
+fn service(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    ui.label(RichText::new(lang.t("维护模式", "Service mode")).size(BIG));
+    let Some(view) = app.state.service.clone() else {
+        ui.label(RichText::new(lang.t("正在读取…", "Reading…")).size(BODY));
+        return;
+    };
+    ui.with_layout(Layout::top_down(Align::Min), |ui| {
+        ui.label(
+            RichText::new(lang.t("读卡器", "Readers"))
+                .size(BODY)
+                .strong(),
+        );
+        for r in &view.readers {
+            ui.label(RichText::new(r).size(20.0).monospace());
+        }
+        ui.add_space(8.0);
+        ui.label(
+            RichText::new(lang.t(
+                "最近的卡片指令（只显示指令头、长度与状态字）",
+                "Last card exchanges (headers, lengths and status words only)",
+            ))
+            .size(BODY)
+            .strong(),
+        );
+        egui::ScrollArea::vertical()
+            .max_height((ui.available_height() - 120.0).max(80.0))
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                if view.trace.is_empty() {
+                    ui.label(RichText::new(lang.t("暂无", "None yet")).size(18.0));
+                }
+                for line in &view.trace {
+                    ui.label(RichText::new(line).size(16.0).monospace());
+                }
+            });
+    });
+    button_row(ui, 2, |ui| {
+        if big_button(ui, lang.t("刷新", "Refresh")) {
+            app.request(Request::Service);
+        }
+        if big_button(ui, lang.t("退出维护", "Leave service mode")) {
+            app.state.service = None;
+            app.state.screen = Screen::Attract;
+        }
+    });
 }
