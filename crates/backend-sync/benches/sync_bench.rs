@@ -166,6 +166,7 @@ fn start_server(dir: &Path, hsm: &str) -> ServerRun {
                 server_key: Sm2PrivateKey::generate_os().unwrap(),
                 field_key: FieldKey::from_hex("0F0E0D0C0B0A09080706050403020100").unwrap(),
                 window_secs: 300,
+                ssse_trust: None,
             })
             .await
             .unwrap();

@@ -23,6 +23,10 @@
 //!
 //! `recovered` is a debit the card made whose cryptogram never reached the terminal, proven by
 //! the card's own transaction log ([`crate::recovery`]).
+//!
+//! A medical-account debit ([`EntryKind::MedicalDebit`]) is written final at once, in state
+//! `recorded`, with the card's signature over the entry as evidence ([`crate::medical`]); it
+//! takes no part in the state machine above.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::clock;
+use crate::medical::MedicalDebit;
 use crate::recovery::Recovered;
 
 /// Errors of a field value, one per cause. Messages never repeat the value (it may be a PAN).
@@ -423,6 +428,11 @@ pub enum EntryKind {
     Purchase,
     /// Refund of an earlier purchase (transaction type `20`): money goes back to the cardholder.
     Refund,
+    /// Offline debit of the cardholder's medical account (医保个人账户), which lives at the
+    /// backend, not on the card: no PBOC cryptogram; the card's SM2 signature over a challenge
+    /// bound to the entry is the evidence ([`crate::medical`]). Always in state
+    /// [`EntryState::Recorded`].
+    MedicalDebit,
 }
 
 impl EntryKind {
@@ -432,6 +442,7 @@ impl EntryKind {
             Self::EcPurchase => "ec_purchase",
             Self::Purchase => "purchase",
             Self::Refund => "refund",
+            Self::MedicalDebit => "medical_debit",
         }
     }
 
@@ -440,10 +451,11 @@ impl EntryKind {
         matches!(self, Self::Refund)
     }
 
-    /// The PBOC transaction type (9C) the card MACs for this kind.
+    /// The PBOC transaction type (9C) the card MACs for this kind. A medical debit is no PBOC
+    /// transaction; it is a debit, so `00`.
     pub const fn transaction_type(self) -> u8 {
         match self {
-            Self::EcPurchase | Self::Purchase => 0x00,
+            Self::EcPurchase | Self::Purchase | Self::MedicalDebit => 0x00,
             Self::Refund => 0x20,
         }
     }
@@ -456,6 +468,7 @@ impl FromStr for EntryKind {
             "ec_purchase" => Ok(Self::EcPurchase),
             "purchase" => Ok(Self::Purchase),
             "refund" => Ok(Self::Refund),
+            "medical_debit" => Ok(Self::MedicalDebit),
             _ => Err(FieldError::Kind),
         }
     }
@@ -481,6 +494,12 @@ pub enum EntryState {
     /// log proves the debit ([`crate::recovery::Recovered`]). Money moved; no cryptogram can
     /// be verified.
     Recovered,
+    /// A medical-account debit ([`EntryKind::MedicalDebit`]), final when written: the card
+    /// proved itself and signed a challenge bound to the entry, the PIN was verified, and the
+    /// ledger found the amount within the cardholder's medical balance. Nothing on the card can
+    /// be torn (the account is at the backend), so there is no intent before it. Money moved;
+    /// booked once the server has verified the card's signature.
+    Recorded,
 }
 
 impl EntryState {
@@ -493,6 +512,7 @@ impl EntryState {
             Self::Unknown => "unknown",
             Self::Voided => "voided",
             Self::Recovered => "recovered",
+            Self::Recorded => "recorded",
         }
     }
 
@@ -500,14 +520,21 @@ impl EntryState {
     pub const fn is_final(self) -> bool {
         matches!(
             self,
-            Self::ApprovedOffline | Self::Declined | Self::Voided | Self::Recovered
+            Self::ApprovedOffline
+                | Self::Declined
+                | Self::Voided
+                | Self::Recovered
+                | Self::Recorded
         )
     }
 
-    /// Money moved from the cardholder's side: approved with a TC, or recovered from the
-    /// card's log.
+    /// Money moved from the cardholder's side: approved with a TC, recovered from the card's
+    /// log, or a medical-account debit recorded.
     pub const fn moved_money(self) -> bool {
-        matches!(self, Self::ApprovedOffline | Self::Recovered)
+        matches!(
+            self,
+            Self::ApprovedOffline | Self::Recovered | Self::Recorded
+        )
     }
 
     /// Whether the state machine allows `self -> next`.
@@ -539,6 +566,7 @@ impl FromStr for EntryState {
             "unknown" => Ok(Self::Unknown),
             "voided" => Ok(Self::Voided),
             "recovered" => Ok(Self::Recovered),
+            "recorded" => Ok(Self::Recorded),
             _ => Err(FieldError::State),
         }
     }
@@ -702,7 +730,8 @@ pub struct UploadEntry {
     pub batch_no: u32,
     /// Debit or credit, and which kind.
     pub kind: EntryKind,
-    /// A final state: `approved_offline`, `declined`, `voided` or `recovered`.
+    /// A final state: `approved_offline`, `declined`, `voided`, `recovered`, or `recorded` (a
+    /// medical debit).
     pub state: EntryState,
     /// Amount in fen (0.01 CNY), at most 999 999 999 999 (PBOC n12).
     pub amount_fen: u64,
@@ -710,9 +739,11 @@ pub struct UploadEntry {
     pub currency: u16,
     /// The PAN masked for display (first 6, last 4).
     pub pan_masked: String,
-    /// The PAN (needed by the HSM to derive the card key; protected by TLS on the wire).
+    /// The PAN (needed by the HSM to derive the card key; protected by TLS on the wire). For a
+    /// medical debit, the PAN the card's certificates name (EF 0018 `5A`).
     pub pan: Pan,
-    /// The PAN sequence number.
+    /// The PAN sequence number (`00` for a medical debit: the certificate application has none,
+    /// and `00` is what EMV takes when 5F34 is absent).
     pub psn: Psn,
     /// The terminal's local date and time of the transaction.
     pub txn_time: TxnTime,
@@ -722,6 +753,11 @@ pub struct UploadEntry {
     /// For `recovered` only: the debit's ATC and the card's log record that proves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<Recovered>,
+    /// For a medical debit (`medical_debit`, `recorded`) only: the cardholder's identity as the
+    /// card's certificate names it and the card's signature over the entry
+    /// ([`crate::medical`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medical: Option<MedicalDebit>,
 }
 
 /// The largest amount PBOC's n12 amount field can carry.
@@ -770,6 +806,7 @@ mod tests {
             Unknown,
             Voided,
             Recovered,
+            Recorded,
         ];
         let allowed = [
             (Intent, ApprovedOffline),
@@ -790,6 +827,15 @@ mod tests {
         assert!(!Intent.is_final() && !Unknown.is_final());
         assert!(ApprovedOffline.is_final() && Declined.is_final() && Voided.is_final());
         assert!(Recovered.is_final() && Recovered.moved_money() && !Voided.moved_money());
+        assert!(Recorded.is_final() && Recorded.moved_money());
+        for k in [
+            EntryKind::EcPurchase,
+            EntryKind::Purchase,
+            EntryKind::Refund,
+            EntryKind::MedicalDebit,
+        ] {
+            assert_eq!(k.as_str().parse::<EntryKind>(), Ok(k));
+        }
         for s in all {
             assert_eq!(s.as_str().parse::<EntryState>(), Ok(s));
         }

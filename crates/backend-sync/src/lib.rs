@@ -8,14 +8,17 @@
 //!   hot list (versioned, applied as signed deltas in one transaction), terminal parameters and
 //!   cardholder records, personal fields encrypted at rest ([`field_crypto`]); a debit whose
 //!   cryptogram never reached the terminal is recorded from the card's own log ([`recovery`]);
+//!   an offline debit of the cardholder's medical account is recorded with the card's signature
+//!   over the entry as evidence ([`medical`]);
 //! - the **sync protocol** ([`wire`], [`signing`], docs/sync-protocol.md and
 //!   docs/sync-openapi.yaml): HTTP + JSON, every request signed with the terminal's SM2 key;
 //! - the **sync agent** ([`agent`]): uploads final entries in order and in batches, retries
 //!   transient failures with backoff and jitter, stops on permanent ones, expires stale entries to
 //!   a dead-letter state, downloads the hot list and parameters;
 //! - the reference **central server** ([`server`], axum): SQLite or PostgreSQL, verifies every
-//!   TC/AAC through hsm-sim, books each entry once (a recovered debit as booked unverified),
-//!   reconciles batch totals.
+//!   TC/AAC through hsm-sim and every medical debit's card signature against its SSSE trust
+//!   store, books each entry once (a recovered debit as booked unverified), reconciles batch
+//!   totals.
 //!
 //! Without the default `runtime` feature only the message types and request signing are built,
 //! which is what the fuzz target links.
@@ -24,6 +27,7 @@ pub mod clock;
 pub mod entry;
 pub mod field_crypto;
 pub mod mac_data;
+pub mod medical;
 pub mod recovery;
 pub mod signing;
 pub mod testkit;

@@ -161,6 +161,18 @@ pub enum RejectReason {
     EvidenceInvalid,
     /// A recovered debit claims an ATC of the card that a booked entry already used.
     AtcConflict,
+    /// A medical debit's issuer certificate names a CA key the server's SSSE trust store does
+    /// not have (or has expired).
+    UnknownCa,
+    /// A medical debit's issuer or ICC certificate does not verify for the entry's PAN, card
+    /// number and social-security number (another card's certificate, an altered one, expired).
+    CertificateInvalid,
+    /// A medical debit's card signature over the challenge does not verify.
+    CardSignatureInvalid,
+    /// A medical debit for a social-security number the server has no cardholder record of.
+    UnknownCardholder,
+    /// A medical debit above what the cardholder's medical account has left on the server.
+    MedicalOverdraft,
     /// A reason this client does not know (from a newer server).
     #[serde(other)]
     Other,
@@ -181,6 +193,11 @@ impl RejectReason {
             Self::Conflict => "conflict",
             Self::EvidenceInvalid => "evidence_invalid",
             Self::AtcConflict => "atc_conflict",
+            Self::UnknownCa => "unknown_ca",
+            Self::CertificateInvalid => "certificate_invalid",
+            Self::CardSignatureInvalid => "card_signature_invalid",
+            Self::UnknownCardholder => "unknown_cardholder",
+            Self::MedicalOverdraft => "medical_overdraft",
             Self::Other => "other",
         }
     }
@@ -386,6 +403,17 @@ pub struct RecoveredTotals {
     pub amount: u64,
 }
 
+/// Count and amount of medical-account debits (the money is the medical account's, not the
+/// card's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MedicalTotals {
+    /// Medical debits.
+    pub count: u64,
+    /// Their amount in fen.
+    pub amount: u64,
+}
+
 /// `POST /v1/batches/close`: the terminal's totals of a settlement batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -402,6 +430,12 @@ pub struct BatchCloseRequest {
     /// Their sequence numbers.
     #[serde(default)]
     pub recovered_seqs: Vec<u64>,
+    /// The terminal's medical-account debits in the batch, outside `totals`.
+    #[serde(default)]
+    pub medical: MedicalTotals,
+    /// Their sequence numbers.
+    #[serde(default)]
+    pub medical_seqs: Vec<u64>,
 }
 
 impl Limits for BatchCloseRequest {
@@ -409,6 +443,7 @@ impl Limits for BatchCloseRequest {
         for (what, list) in [
             ("seqs", &self.seqs),
             ("recovered_seqs", &self.recovered_seqs),
+            ("medical_seqs", &self.medical_seqs),
         ] {
             if list.len() > MAX_CLOSE_SEQS {
                 return Err(WireError::TooMany {
@@ -434,6 +469,17 @@ pub struct RecoveredSummary {
     pub seqs: Vec<u64>,
 }
 
+/// The medical-account debits of a batch on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MedicalSummary {
+    /// What the terminal said.
+    pub terminal: MedicalTotals,
+    /// What the server booked.
+    pub server: MedicalTotals,
+    /// The sequence numbers the server booked as medical debits.
+    pub seqs: Vec<u64>,
+}
+
 /// The answer to a batch close.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchCloseResponse {
@@ -445,13 +491,17 @@ pub struct BatchCloseResponse {
     pub terminal: Totals,
     /// What the server booked.
     pub server: Totals,
-    /// Approved or recovered on the terminal, not booked so on the server (upload them again).
+    /// Approved, recovered or medical on the terminal, not booked so on the server (upload them
+    /// again).
     pub missing_on_server: Vec<u64>,
-    /// Booked on the server as approved or recovered, not listed so by the terminal.
+    /// Booked on the server as approved, recovered or medical, not listed so by the terminal.
     pub unknown_to_terminal: Vec<u64>,
     /// Recovered debits, outside `terminal` and `server`.
     #[serde(default)]
     pub recovered: RecoveredSummary,
+    /// Medical-account debits, outside `terminal` and `server`.
+    #[serde(default)]
+    pub medical: MedicalSummary,
 }
 
 impl Limits for BatchCloseResponse {}

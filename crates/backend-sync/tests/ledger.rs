@@ -993,7 +993,7 @@ fn a_version_2_file_with_an_unknown_entry_upgrades_and_the_entry_recovers() {
     }
     let mut l = open(&path);
     assert_eq!(l.schema_version().unwrap(), migrations::latest());
-    assert_eq!(migrations::latest(), 5);
+    assert_eq!(migrations::latest(), 6);
     assert_eq!(l.unresolved().unwrap(), vec![1]);
     let r = card.torn_debit(640, CNY, &t, EntryKind::EcPurchase);
     l.record_outcome(1, &Outcome::Recovered(r.clone())).unwrap();

@@ -98,6 +98,7 @@ fn arb_entry() -> impl Strategy<Value = UploadEntry> {
                         algorithm: backend_sync::entry::Algorithm::Sm4,
                         mac_data: MacData(data),
                     }),
+                    medical: None,
                 }
             },
         )

@@ -324,12 +324,15 @@ impl Agent {
         for b in self.ledger.batches_ready_to_close()? {
             let (totals, seqs) = self.ledger.batch_totals(b)?;
             let (recovered, recovered_seqs) = self.ledger.batch_recovered(b)?;
+            let (medical, medical_seqs) = self.ledger.batch_medical(b)?;
             let req = BatchCloseRequest {
                 batch_no: b,
                 totals,
                 seqs,
                 recovered,
                 recovered_seqs,
+                medical,
+                medical_seqs,
             };
             let answer: BatchCloseResponse = self
                 .req(Method::POST, "/v1/batches/close", &wire::encode(&req))

@@ -139,6 +139,11 @@ enum Command {
         /// TLS private key (PEM).
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// SSSE CA keys that medical debits' card certificates must chain to, one per line:
+        /// `RID INDEX MMYY X‖Y` in hex (the terminals' trust-store format). Without it, uploads
+        /// holding a medical debit get 503.
+        #[arg(long)]
+        ssse_trust: Option<PathBuf>,
     },
 }
 
@@ -249,11 +254,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Report => {
             let db = open_db(&cli).await?;
             println!(
-                "terminal\tbooked\trejected\tapproved\tnet_fen\tmax_seq\trecovered\trecovered_fen"
+                "terminal\tbooked\trejected\tapproved\tnet_fen\tmax_seq\trecovered\trecovered_fen\tmedical\tmedical_fen"
             );
             for r in admin::report(&db).await? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     r.terminal_id,
                     r.booked,
                     r.rejected,
@@ -261,7 +266,9 @@ async fn run(cli: Cli) -> Result<()> {
                     r.approved_net_fen,
                     r.max_seq,
                     r.recovered,
-                    r.recovered_fen
+                    r.recovered_fen,
+                    r.medical,
+                    r.medical_fen
                 );
             }
         }
@@ -304,10 +311,22 @@ async fn run(cli: Cli) -> Result<()> {
             workers: _,
             tls_cert,
             tls_key,
+            ssse_trust,
         } => {
             if *window <= 0 {
                 bail!("--window must be positive");
             }
+            let ssse_trust = match ssse_trust {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let store = card_core::ssse::auth::parse_trust_store(&text).map_err(
+                        |(line, why)| anyhow::anyhow!("{} line {line}: {why}", path.display()),
+                    )?;
+                    Some(store)
+                }
+                None => None,
+            };
             let config = ServerConfig {
                 db: DbUrl::parse(&cli.db),
                 db_pool: *db_pool,
@@ -322,6 +341,7 @@ async fn run(cli: Cli) -> Result<()> {
                 server_key: read_server_key(server_key)?,
                 field_key: field_key(&cli)?,
                 window_secs: *window,
+                ssse_trust,
             };
             let state = AppState::new(config).await.context("starting the server")?;
             let listener = tokio::net::TcpListener::bind(listen)

@@ -261,7 +261,7 @@ fn real_main(cli: &Cli) -> Result<()> {
             );
             for b in &r.batches {
                 println!(
-                    "batch {}: {}{}",
+                    "batch {}: {}{}{}",
                     b.batch_no,
                     if b.balanced {
                         "balanced"
@@ -275,6 +275,17 @@ fn real_main(cli: &Cli) -> Result<()> {
                             b.recovered.terminal.amount,
                             b.recovered.server.count,
                             b.recovered.server.amount
+                        )
+                    } else {
+                        String::new()
+                    },
+                    if b.medical.server.count > 0 || b.medical.terminal.count > 0 {
+                        format!(
+                            " (medical debits apart: terminal {} / {} fen, server {} / {} fen)",
+                            b.medical.terminal.count,
+                            b.medical.terminal.amount,
+                            b.medical.server.count,
+                            b.medical.server.amount
                         )
                     } else {
                         String::new()

@@ -8,7 +8,7 @@ use rusqlite::params;
 use super::{Ledger, LedgerError};
 use crate::wire::{CardholderPage, CardholderRecord};
 
-fn aad(ssn_index: &[u8]) -> Vec<u8> {
+pub(crate) fn aad(ssn_index: &[u8]) -> Vec<u8> {
     let mut a = b"cardholders.record:".to_vec();
     a.extend_from_slice(hex::encode(ssn_index).as_bytes());
     a

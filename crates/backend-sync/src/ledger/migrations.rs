@@ -138,6 +138,37 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'ledger client references are append-only'); END;
      CREATE TRIGGER client_refs_no_delete BEFORE DELETE ON client_refs
         BEGIN SELECT RAISE(ABORT, 'ledger client references are append-only'); END;",
+    // 6: medical-account debits (`Ledger::record_medical_debit`), final at once in state
+    // `recorded`. `medical_debits` (append-only) holds the blind index of the cardholder's
+    // social-security number (the same as `cardholders.ssn_index`, to sum what this terminal
+    // debited from an account) and, sealed, the card number, the social-security number and the
+    // card's certificates and signature (the ICC certificate holds the PAN). The triggers admit
+    // the state `recorded`, and only for an entry of kind `medical_debit` with its evidence row,
+    // without a card result; a medical debit has no other state.
+    "CREATE TABLE medical_debits (
+        seq INTEGER PRIMARY KEY REFERENCES entries(seq),
+        holder_index BLOB NOT NULL,
+        medical_enc BLOB NOT NULL
+     );
+     CREATE INDEX medical_debits_by_holder ON medical_debits(holder_index);
+     CREATE TRIGGER medical_debits_no_update BEFORE UPDATE ON medical_debits
+        BEGIN SELECT RAISE(ABORT, 'ledger medical debits are append-only'); END;
+     CREATE TRIGGER medical_debits_no_delete BEFORE DELETE ON medical_debits
+        BEGIN SELECT RAISE(ABORT, 'ledger medical debits are append-only'); END;
+     CREATE TRIGGER medical_debits_kind BEFORE INSERT ON medical_debits
+        WHEN (SELECT kind FROM entries WHERE seq = NEW.seq) IS NOT 'medical_debit'
+        BEGIN SELECT RAISE(ABORT, 'medical evidence belongs to a medical debit'); END;
+     DROP TRIGGER outcomes_state_known;
+     CREATE TRIGGER outcomes_state_known BEFORE INSERT ON outcomes
+        WHEN NEW.state NOT IN ('approved_offline', 'declined', 'unknown', 'voided', 'recovered',
+                               'recorded')
+        BEGIN SELECT RAISE(ABORT, 'ledger outcome state unknown'); END;
+     CREATE TRIGGER outcomes_recorded_medical BEFORE INSERT ON outcomes
+        WHEN (NEW.state = 'recorded')
+             <> EXISTS (SELECT 1 FROM medical_debits WHERE seq = NEW.seq)
+          OR (NEW.state = 'recorded'
+              AND (NEW.atc IS NOT NULL OR NEW.cryptogram IS NOT NULL OR NEW.evidence IS NOT NULL))
+        BEGIN SELECT RAISE(ABORT, 'a medical debit is recorded, with its evidence, and only it'); END;",
 ];
 
 /// The schema version this code writes.

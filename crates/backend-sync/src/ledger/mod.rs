@@ -10,12 +10,14 @@
 //! Parts, one file each: [`migrations`] (schema versions), [`payments`] (append-only entries and
 //! outcomes, write-ahead), [`upload_queue`] (the sync checkpoint), [`batches`] (settlement
 //! batches and their totals), [`hotlist`], [`params`](mod@params), [`cardholders`],
-//! [`client_refs`] (the counter API's references, each debiting at most once).
+//! [`client_refs`] (the counter API's references, each debiting at most once), [`medical`]
+//! (medical-account debits).
 
 pub mod batches;
 pub mod cardholders;
 pub mod client_refs;
 pub mod hotlist;
+pub mod medical;
 pub mod migrations;
 pub mod params;
 pub mod payments;
@@ -30,6 +32,7 @@ use crate::entry::{EntryState, FieldError, TerminalId};
 use crate::field_crypto::{FieldCryptoError, FieldKey};
 
 pub use client_refs::{ClientRef, RefLookup};
+pub use medical::{MedicalAvailable, MedicalRecorded, NewMedicalDebit};
 pub use payments::{Intent, LedgerEntry, NewPayment, OperatorFinding, Outcome};
 pub use recovery_facts::{PendingRecovery, RecoveryFacts};
 pub use upload_queue::{SyncSummary, UploadState};
@@ -132,6 +135,30 @@ pub enum LedgerError {
         /// The entry that has it.
         seq: u64,
     },
+    /// This kind is not recorded this way (a medical debit goes through
+    /// `Ledger::record_medical_debit`, nothing else does).
+    #[error("this kind of entry is not recorded this way")]
+    KindNotAllowed,
+    /// A currency other than CNY (156).
+    #[error("only CNY (156) is supported")]
+    Currency,
+    /// The idempotency id is already used by another entry.
+    #[error("the idempotency id is already used")]
+    IdempotencyReused,
+    /// No cardholder record for this social-security number in the ledger: the medical balance
+    /// is not known offline.
+    #[error("no cardholder record for this card in the ledger")]
+    NoCardholderRecord,
+    /// The amount exceeds what the cardholder's medical account has left offline: the record's
+    /// balance minus what this terminal debited that the record does not yet count.
+    #[error("medical account overdraft: {available_fen} fen available")]
+    MedicalOverdraft {
+        /// What is left, in fen (negative if the record was already overdrawn).
+        available_fen: i64,
+    },
+    /// A medical debit's evidence does not name the entry.
+    #[error("medical debit evidence: {0}")]
+    MedicalEvidence(#[from] crate::medical::MedicalError),
 }
 
 /// How hard commits hold on to the disk.

@@ -254,6 +254,11 @@ impl Ledger {
         if p.amount_fen == 0 || p.amount_fen > MAX_AMOUNT_FEN {
             return Err(LedgerError::Amount);
         }
+        if p.kind == EntryKind::MedicalDebit {
+            // No card command can tear a medical debit: it is recorded final at once, with its
+            // evidence (`Ledger::record_medical_debit`).
+            return Err(LedgerError::KindNotAllowed);
+        }
         self.hotlist_check(&p.pan)?;
         let idempotency_id = IdempotencyId::generate().map_err(|_| LedgerError::Corrupt("rng"))?;
         let pan_index = self.key().blind_index("pan", p.pan.expose());
@@ -499,9 +504,13 @@ impl Ledger {
         e: LedgerEntry,
         pan_enc: &[u8],
         psn_enc: &[u8],
+        medical_enc: Option<&[u8]>,
     ) -> Result<UploadEntry, LedgerError> {
         let pan = self.key().open_str(&pan_aad(e.seq), pan_enc)?;
         let psn = self.key().open_str(&psn_aad(e.seq), psn_enc)?;
+        let medical = medical_enc
+            .map(|sealed| super::medical::open_medical(self.key(), e.seq, sealed))
+            .transpose()?;
         Ok(UploadEntry {
             terminal_id: self.terminal().clone(),
             seq: e.seq,
@@ -517,6 +526,7 @@ impl Ledger {
             txn_time: e.txn_time,
             card: e.card,
             recovered: e.recovered,
+            medical,
         })
     }
 }

@@ -69,7 +69,8 @@ impl Ledger {
         // Driven by the `uploads_by_state` index in sequence order, so the next batch costs
         // the same with 10 or 100,000 entries pending (no sort of everything pending).
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS}, e.pan_enc, e.psn_enc
+            "SELECT {ENTRY_COLUMNS}, e.pan_enc, e.psn_enc,
+                (SELECT m.medical_enc FROM medical_debits m WHERE m.seq = e.seq)
              FROM uploads u JOIN entries e ON e.seq = u.seq
              LEFT JOIN outcomes o ON o.id = (SELECT MAX(id) FROM outcomes WHERE seq = u.seq)
              WHERE u.state = 'pending' ORDER BY u.seq LIMIT ?1"
@@ -81,7 +82,8 @@ impl Ledger {
             let e = row_to_entry(r)?;
             let pan_enc: Vec<u8> = r.get(ENTRY_COLUMN_COUNT)?;
             let psn_enc: Vec<u8> = r.get(ENTRY_COLUMN_COUNT + 1)?;
-            out.push(self.upload_form(e, &pan_enc, &psn_enc)?);
+            let medical_enc: Option<Vec<u8>> = r.get(ENTRY_COLUMN_COUNT + 2)?;
+            out.push(self.upload_form(e, &pan_enc, &psn_enc, medical_enc.as_deref())?);
         }
         Ok(out)
     }

@@ -308,6 +308,10 @@ pub struct TerminalReport {
     pub recovered: u64,
     /// Their amount in fen.
     pub recovered_fen: i64,
+    /// Medical-account debits booked (the card's signature verified; outside `approved`).
+    pub medical: u64,
+    /// Their amount in fen.
+    pub medical_fen: i64,
 }
 
 /// Per-terminal counts and amounts.
@@ -322,7 +326,9 @@ pub async fn report(db: &Db) -> Result<Vec<TerminalReport>, AdminError> {
                     THEN (CASE WHEN kind = 'refund' THEN -amount_fen ELSE amount_fen END) ELSE 0 END) AS BIGINT),
                 CAST(MAX(seq) AS BIGINT),
                 CAST(SUM(CASE WHEN status = 'booked_unverified' THEN 1 ELSE 0 END) AS BIGINT),
-                CAST(SUM(CASE WHEN status = 'booked_unverified' THEN amount_fen ELSE 0 END) AS BIGINT)
+                CAST(SUM(CASE WHEN status = 'booked_unverified' THEN amount_fen ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN status = 'booked' AND kind = 'medical_debit' THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN status = 'booked' AND kind = 'medical_debit' THEN amount_fen ELSE 0 END) AS BIGINT)
              FROM entries GROUP BY terminal_id ORDER BY terminal_id",
             vec![],
         )
@@ -339,6 +345,8 @@ pub async fn report(db: &Db) -> Result<Vec<TerminalReport>, AdminError> {
             max_seq: u(5)?,
             recovered: u(6)?,
             recovered_fen: r.int(7)?,
+            medical: u(8)?,
+            medical_fen: r.int(9)?,
         });
     }
     Ok(out)

@@ -14,6 +14,13 @@
 //! to verify. Its evidence is checked against the entry ([`Recovered::check`]) and its ATC
 //! against the card's other bookings (none may have used it), and it is stored as
 //! `booked_unverified`: outside the verified totals, reported apart at reconciliation.
+//!
+//! A medical-account debit (`medical_debit`, `recorded`) has no cryptogram either: the card's
+//! SM2 signature over a challenge bound to the entry is checked instead (the binding, the
+//! certificate chain to a CA key of the server's SSSE trust store, the signature:
+//! [`MedicalDebit::verify_card`]), then the server's own medical balance of the cardholder
+//! (`import-cardholders`): booked only if the account covers it, inside the booking
+//! transaction, else `rejected: medical_overdraft`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,15 +34,20 @@ use super::db::{Row, Stmt, Val};
 use super::hsm::HsmError;
 use super::{ApiError, AppState, Request, json_response};
 use crate::clock;
-use crate::entry::{CNY, CryptogramType, EntryState, MAX_AMOUNT_FEN, Pan, Psn, UploadEntry};
+use crate::entry::{
+    CNY, CryptogramType, EntryKind, EntryState, MAX_AMOUNT_FEN, Pan, Psn, UploadEntry,
+};
 use crate::field_crypto::{FieldKey, ct_eq};
 use crate::mac_data;
+use crate::medical::{self, MedicalDebit, MedicalError};
 use crate::recovery::Recovered;
 use crate::signing;
 use crate::wire::{
-    self, EntryResult, EntryStatus, ErrorCode, RegisterRequest, RegisterResponse, RejectReason,
-    UploadRequest, UploadResponse,
+    self, CardholderRecord, EntryResult, EntryStatus, ErrorCode, RegisterRequest, RegisterResponse,
+    RejectReason, UploadRequest, UploadResponse,
 };
+use card_core::crypto::sm2_cert::YearMonth;
+use card_core::ssse::fields::IdNumber;
 
 /// `POST /v1/register`.
 pub(crate) async fn register(state: &AppState, req: &Request) -> Result<Response, ApiError> {
@@ -148,6 +160,26 @@ fn static_check(e: &UploadEntry) -> Result<(), RejectReason> {
     }
     if e.pan_masked != e.pan.masked() {
         return Err(RejectReason::MaskMismatch);
+    }
+    // A medical debit is `recorded` with its evidence and nothing else; nothing else is either.
+    let medical_kind = e.kind == EntryKind::MedicalDebit;
+    if medical_kind || e.state == EntryState::Recorded || e.medical.is_some() {
+        let shape = medical_kind
+            && e.state == EntryState::Recorded
+            && e.card.is_none()
+            && e.recovered.is_none();
+        return match (&e.medical, shape) {
+            (Some(m), true) => m
+                .check_binding(
+                    &e.terminal_id,
+                    &e.idempotency_id,
+                    e.amount_fen,
+                    e.currency,
+                    &e.txn_time,
+                )
+                .map_err(|_| RejectReason::DataMismatch),
+            _ => Err(RejectReason::StateInconsistent),
+        };
     }
     match (&e.recovered, e.state) {
         (Some(r), EntryState::Recovered) if e.card.is_none() => {
@@ -413,70 +445,226 @@ async fn refuse_atc_conflicts(
     Ok(())
 }
 
-fn insert_stmt(
+/// The columns every entry insert fills, in the order of [`insert_values`] (`$1` to `$25`).
+const INSERT_COLUMNS: &str = "terminal_id, seq, idempotency_id, batch_no, kind, state, amount_fen,
+    currency, pan_masked, pan_enc, psn_enc, txn_time, atc, cid, cryptogram, algorithm, mac_data,
+    digest, status, reason, booked_at, card_index, recovery, holder_index, medical_enc";
+
+/// `$1, $2, … $25`.
+fn insert_marks() -> String {
+    (1..=25)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn internal(message: &'static str) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        message,
+    )
+}
+
+/// The keyed blind index of a social-security number: `cardholders.ssn_index` of its record,
+/// and `entries.holder_index` of its medical debits.
+pub fn holder_index(key: &FieldKey, ssn: &IdNumber) -> [u8; 32] {
+    key.blind_index("ssn", ssn.reveal())
+}
+
+fn insert_values(
     state: &AppState,
     e: &UploadEntry,
     digest: &[u8],
     status: &str,
     reason: Option<RejectReason>,
-) -> Result<Stmt, ApiError> {
+) -> Result<Vec<Val>, ApiError> {
     let terminal = e.terminal_id.to_string();
-    let seal = |what: &str, v: &str| {
+    let seal = |what: &str, v: &[u8]| {
         state
             .field_key
-            .seal_str(format!("entries.{what}:{terminal}:{}", e.seq).as_bytes(), v)
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    "sealing failed",
-                )
-            })
+            .seal(format!("entries.{what}:{terminal}:{}", e.seq).as_bytes(), v)
+            .map_err(|_| internal("sealing failed"))
     };
     let card = e.card.as_ref();
     let recovered: Option<&Recovered> = e.recovered.as_ref();
     let int = |v: Option<i64>| v.map_or(Val::NullInt, Val::Int);
     let text = |v: Option<String>| v.map_or(Val::NullText, Val::Text);
     let atc = card.map(|c| c.atc).or(recovered.map(|r| r.atc));
-    Ok(Stmt::new(
-        "INSERT INTO entries (terminal_id, seq, idempotency_id, batch_no, kind, state, amount_fen,
-            currency, pan_masked, pan_enc, psn_enc, txn_time, atc, cid, cryptogram, algorithm,
-            mac_data, digest, status, reason, booked_at, card_index, recovery)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-            $19, $20, $21, $22, $23)
-         ON CONFLICT DO NOTHING",
-        vec![
-            Val::Text(terminal.clone()),
-            Val::Int(i64::try_from(e.seq).unwrap_or(i64::MAX)),
-            Val::Text(e.idempotency_id.to_hex()),
-            Val::Int(i64::from(e.batch_no)),
-            Val::Text(e.kind.as_str().into()),
-            Val::Text(e.state.as_str().into()),
-            Val::Int(i64::try_from(e.amount_fen).unwrap_or(i64::MAX)),
-            Val::Int(i64::from(e.currency)),
-            Val::Text(e.pan_masked.clone()),
-            Val::Bytes(seal("pan", e.pan.expose())?),
-            Val::Bytes(seal("psn", e.psn.as_str())?),
-            Val::Text(e.txn_time.as_str().into()),
-            int(atc.map(i64::from)),
-            int(card.map(|c| i64::from(c.cid.0[0]))),
-            text(card.map(|c| hex::encode_upper(c.cryptogram.0))),
-            text(card.map(|c| c.algorithm.as_str().into())),
-            text(card.map(|c| hex::encode_upper(&c.mac_data.0))),
-            Val::Bytes(digest.to_vec()),
-            Val::Text(status.into()),
-            text(reason.map(|r| r.as_str().into())),
-            Val::Int(clock::unix_now()),
-            Val::Bytes(card_index(&state.field_key, &e.pan, &e.psn).to_vec()),
-            // Evidence is kept for what was booked only: a refused one may hold what it must not
-            // (a personal element in the log record).
-            text(
-                recovered
-                    .filter(|_| status == "booked_unverified")
-                    .map(|r| String::from_utf8(wire::encode(r)).unwrap_or_default()),
-            ),
-        ],
-    ))
+    let (holder, medical) = match &e.medical {
+        Some(m) => {
+            // Sealed: the identity, and the ICC certificate holds the PAN.
+            let json = zeroize::Zeroizing::new(wire::encode(m));
+            (
+                Val::Bytes(holder_index(&state.field_key, &m.ssn).to_vec()),
+                Val::Bytes(seal("medical", &json)?),
+            )
+        }
+        None => (Val::NullBytes, Val::NullBytes),
+    };
+    Ok(vec![
+        Val::Text(terminal.clone()),
+        Val::Int(i64::try_from(e.seq).unwrap_or(i64::MAX)),
+        Val::Text(e.idempotency_id.to_hex()),
+        Val::Int(i64::from(e.batch_no)),
+        Val::Text(e.kind.as_str().into()),
+        Val::Text(e.state.as_str().into()),
+        Val::Int(i64::try_from(e.amount_fen).unwrap_or(i64::MAX)),
+        Val::Int(i64::from(e.currency)),
+        Val::Text(e.pan_masked.clone()),
+        Val::Bytes(seal("pan", e.pan.expose().as_bytes())?),
+        Val::Bytes(seal("psn", e.psn.as_str().as_bytes())?),
+        Val::Text(e.txn_time.as_str().into()),
+        int(atc.map(i64::from)),
+        int(card.map(|c| i64::from(c.cid.0[0]))),
+        text(card.map(|c| hex::encode_upper(c.cryptogram.0))),
+        text(card.map(|c| c.algorithm.as_str().into())),
+        text(card.map(|c| hex::encode_upper(&c.mac_data.0))),
+        Val::Bytes(digest.to_vec()),
+        Val::Text(status.into()),
+        text(reason.map(|r| r.as_str().into())),
+        Val::Int(clock::unix_now()),
+        Val::Bytes(card_index(&state.field_key, &e.pan, &e.psn).to_vec()),
+        // Evidence is kept for what was booked only: a refused one may hold what it must not
+        // (a personal element in the log record).
+        text(
+            recovered
+                .filter(|_| status == "booked_unverified")
+                .map(|r| String::from_utf8(wire::encode(r)).unwrap_or_default()),
+        ),
+        holder,
+        medical,
+    ])
+}
+
+fn insert_stmt(values: Vec<Val>) -> Stmt {
+    Stmt::new(
+        format!(
+            "INSERT INTO entries ({INSERT_COLUMNS}) VALUES ({}) ON CONFLICT DO NOTHING",
+            insert_marks()
+        ),
+        values,
+    )
+}
+
+/// What the server's medical account of a cardholder allows: the record's balance as of its
+/// `as_of`, less the medical debits booked since.
+#[derive(Clone, Copy)]
+struct MedicalGuard {
+    holder: [u8; 32],
+    balance_fen: i64,
+    as_of_unix: i64,
+}
+
+/// Insert a medical debit only if the cardholder's account still covers it: the record's
+/// balance less every medical debit of the same account booked at or after the record's
+/// `as_of` (this transaction's own inserts included) must be at least its amount. Run after a
+/// lock on the cardholder row, so two instances cannot both spend the same balance.
+fn guarded_insert_stmt(mut values: Vec<Val>, g: &MedicalGuard, amount_fen: u64) -> Stmt {
+    values.extend([
+        Val::Bytes(g.holder.to_vec()),
+        Val::Int(g.as_of_unix),
+        Val::Int(i64::try_from(amount_fen).unwrap_or(i64::MAX)),
+        Val::Int(g.balance_fen),
+    ]);
+    Stmt::new(
+        format!(
+            "INSERT INTO entries ({INSERT_COLUMNS}) SELECT {}
+             WHERE (SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM entries
+                    WHERE holder_index = $26 AND kind = 'medical_debit' AND status = 'booked'
+                      AND booked_at >= $27) + $28 <= $29
+             ON CONFLICT DO NOTHING",
+            insert_marks()
+        ),
+        values,
+    )
+}
+
+/// Verify the card evidence of medical debits (CPU work, off the async threads) and find each
+/// cardholder's record: a decision per entry, and the guard of those to book.
+async fn check_medical(
+    state: &AppState,
+    entries: &[UploadEntry],
+    pending: &[usize],
+    decisions: &mut Vec<(usize, &'static str, Option<RejectReason>)>,
+    guards: &mut HashMap<usize, MedicalGuard>,
+) -> Result<(), ApiError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let Some(trust) = state.ssse_trust.clone() else {
+        // Not the entries' fault: nothing is refused for good, the agent retries.
+        tracing::warn!("medical debits uploaded, but the server has no SSSE trust store");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "medical debits cannot be verified: no SSSE trust store configured",
+        ));
+    };
+    let work: Vec<(usize, MedicalDebit, Pan, YearMonth)> = pending
+        .iter()
+        .filter_map(|&i| {
+            let e = entries.get(i)?;
+            Some((
+                i,
+                e.medical.clone()?,
+                e.pan.clone(),
+                medical::txn_month(&e.txn_time),
+            ))
+        })
+        .collect();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        work.into_iter()
+            .map(|(i, m, pan, month)| (i, m.verify_card(&trust, &pan, month).map(|()| m)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|_| internal("verification task failed"))?;
+    for (i, v) in verdicts {
+        let m = match v {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = match e {
+                    MedicalError::UnknownCa { .. } => RejectReason::UnknownCa,
+                    MedicalError::Certificate(_) => RejectReason::CertificateInvalid,
+                    MedicalError::Signature(_) => RejectReason::CardSignatureInvalid,
+                    _ => RejectReason::DataMismatch,
+                };
+                decisions.push((i, "rejected", Some(reason)));
+                continue;
+            }
+        };
+        let holder = holder_index(&state.field_key, &m.ssn);
+        let rows = state
+            .db
+            .query(
+                "SELECT record_enc FROM cardholders WHERE ssn_index = $1",
+                vec![Val::Bytes(holder.to_vec())],
+            )
+            .await
+            .map_err(|e| ApiError::db(&e))?;
+        let Some(row) = rows.first() else {
+            decisions.push((i, "rejected", Some(RejectReason::UnknownCardholder)));
+            continue;
+        };
+        let sealed = row.bytes(0).map_err(|e| ApiError::db(&e))?;
+        let json = state
+            .field_key
+            .open(&super::admin::cardholder_aad(&holder), &sealed)
+            .map_err(|_| internal("a cardholder record does not open with the field key"))?;
+        let record: CardholderRecord =
+            serde_json::from_slice(&json).map_err(|_| internal("a stored cardholder record"))?;
+        guards.insert(
+            i,
+            MedicalGuard {
+                holder,
+                balance_fen: record.medical_balance_fen,
+                as_of_unix: record.as_of.unix_seconds(),
+            },
+        );
+        decisions.push((i, "booked", None));
+    }
+    Ok(())
 }
 
 /// `POST /v1/entries`.
@@ -511,6 +699,7 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
     let mut seen_id = HashMap::new();
     let mut decisions: Vec<(usize, &'static str, Option<RejectReason>)> = Vec::new();
     let mut to_verify = Vec::new();
+    let mut medical_pending = Vec::new();
     for (i, e) in body.entries.iter().enumerate() {
         if answers.get(i).is_some_and(Option::is_some) {
             continue;
@@ -540,6 +729,7 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
                 None if e.state == EntryState::Recovered => {
                     decisions.push((i, "booked_unverified", None));
                 }
+                None if e.state == EntryState::Recorded => medical_pending.push(i),
                 None => decisions.push((i, "booked", None)),
                 Some(_) => to_verify.push(i),
             },
@@ -579,16 +769,65 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
             }
         }
     }
+    let mut guards = HashMap::new();
+    check_medical(
+        state,
+        &body.entries,
+        &medical_pending,
+        &mut decisions,
+        &mut guards,
+    )
+    .await?;
     decisions.sort_by_key(|d| d.0);
     refuse_atc_conflicts(state, &body.entries, &mut decisions).await?;
 
-    // Book every new decision in one transaction.
+    // Book every new decision in one transaction. The cardholder rows of the medical debits to
+    // book are locked first, in a fixed order (PostgreSQL row locks; SQLite has one writer
+    // anyway); each such debit is inserted only if the account covers it, and otherwise the
+    // next statement stores it as `rejected: medical_overdraft`.
+    enum Role {
+        Lock,
+        Decision(usize),
+        Overdraft(usize),
+    }
     let mut stmts = Vec::with_capacity(decisions.len());
-    for (i, status, reason) in &decisions {
+    let mut roles = Vec::with_capacity(decisions.len());
+    let holders: std::collections::BTreeSet<[u8; 32]> = decisions
+        .iter()
+        .filter(|(_, status, _)| *status == "booked")
+        .filter_map(|(i, _, _)| guards.get(i).map(|g| g.holder))
+        .collect();
+    for h in holders {
+        stmts.push(Stmt::new(
+            "UPDATE cardholders SET version = version WHERE ssn_index = $1",
+            vec![Val::Bytes(h.to_vec())],
+        ));
+        roles.push(Role::Lock);
+    }
+    for (k, (i, status, reason)) in decisions.iter().enumerate() {
         let (Some(e), Some(d)) = (body.entries.get(*i), digests.get(*i)) else {
             continue;
         };
-        stmts.push(insert_stmt(state, e, d, status, *reason)?);
+        let values = insert_values(state, e, d, status, *reason)?;
+        match guards.get(i).filter(|_| *status == "booked") {
+            Some(g) => {
+                stmts.push(guarded_insert_stmt(values, g, e.amount_fen));
+                roles.push(Role::Decision(k));
+                let refused = insert_values(
+                    state,
+                    e,
+                    d,
+                    "rejected",
+                    Some(RejectReason::MedicalOverdraft),
+                )?;
+                stmts.push(insert_stmt(refused));
+                roles.push(Role::Overdraft(k));
+            }
+            None => {
+                stmts.push(insert_stmt(values));
+                roles.push(Role::Decision(k));
+            }
+        }
     }
     let affected = if stmts.is_empty() {
         Vec::new()
@@ -599,12 +838,30 @@ pub(crate) async fn upload(state: &Arc<AppState>, req: &Request) -> Result<Respo
             .await
             .map_err(|e| ApiError::db(&e))?
     };
+    let mut stored: Vec<Option<(&str, Option<RejectReason>)>> = vec![None; decisions.len()];
+    for (role, n) in roles.iter().zip(&affected) {
+        if *n != 1 {
+            continue;
+        }
+        match role {
+            Role::Lock => {}
+            Role::Decision(k) => {
+                if let (Some(slot), Some((_, status, reason))) =
+                    (stored.get_mut(*k), decisions.get(*k))
+                {
+                    *slot = Some((*status, *reason));
+                }
+            }
+            Role::Overdraft(k) => {
+                if let Some(slot) = stored.get_mut(*k) {
+                    *slot = Some(("rejected", Some(RejectReason::MedicalOverdraft)));
+                }
+            }
+        }
+    }
     let mut lost_race = Vec::new();
-    for ((i, status, reason), n) in decisions
-        .iter()
-        .zip(affected.iter().chain(std::iter::repeat(&0)))
-    {
-        if *n == 1 {
+    for ((i, _, _), done) in decisions.iter().zip(&stored) {
+        if let Some((status, reason)) = done {
             let s = match *status {
                 "booked" => EntryStatus::Booked,
                 "booked_unverified" => EntryStatus::BookedUnverified,

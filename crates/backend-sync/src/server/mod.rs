@@ -1,6 +1,6 @@
 //! The reference central server (axum): it registers terminals, checks every request's SM2
 //! signature, timestamp and nonce ([`auth`]), verifies every cryptogram through hsm-sim
-//! ([`hsm`]), books each entry exactly once ([`booking`]), reconciles batch totals
+//! ([`hsm`]) and every medical debit's card signature against its SSSE trust store, books each entry exactly once ([`booking`]), reconciles batch totals
 //! ([`reconcile`]), and serves the hot list, parameters and cardholder records as signed
 //! downloads ([`downloads`]). Administrators use [`admin`] (the `central-server` binary's
 //! subcommands). It keeps no state but its database ([`db`]: SQLite by default, PostgreSQL by
@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use card_core::crypto::sm2::Sm2PrivateKey;
+use card_core::crypto::sm2_cert::TrustStore;
 
 use crate::clock;
 use crate::field_crypto::FieldKey;
@@ -59,6 +60,10 @@ pub struct ServerConfig {
     pub field_key: FieldKey,
     /// Allowed clock difference, seconds.
     pub window_secs: i64,
+    /// The SSSE CA keys medical debits' card certificates must chain to (the format of
+    /// `card_core::ssse::auth::parse_trust_store`). Without it, an upload holding a medical
+    /// debit gets 503 (nothing is refused for good).
+    pub ssse_trust: Option<TrustStore>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -67,6 +72,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("db", &self.db)
             .field("hsm", &self.hsm)
             .field("window_secs", &self.window_secs)
+            .field(
+                "ssse_ca_keys",
+                &self.ssse_trust.as_ref().map(|t| t.keys().len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +92,8 @@ pub struct AppState {
     pub field_key: FieldKey,
     /// Clock window.
     pub window_secs: i64,
+    /// SSSE CA keys for medical debits.
+    pub ssse_trust: Option<Arc<TrustStore>>,
     /// Test hook inside the booking transaction.
     pub pause_in_txn: PauseHook,
     requests: AtomicU64,
@@ -112,6 +123,7 @@ impl AppState {
             server_key: config.server_key,
             field_key: config.field_key,
             window_secs: config.window_secs,
+            ssse_trust: config.ssse_trust.map(Arc::new),
             pause_in_txn: PauseHook::from_env("in_txn"),
             requests: AtomicU64::new(0),
         }))

@@ -7,6 +7,9 @@
 //! Recovered debits (booked unverified: the card's log proves them, no cryptogram does) stay out
 //! of the verified totals. Both sides count them apart (count, amount, sequence numbers), so a
 //! batch with recovered debits balances with that difference named in `recovered`.
+//!
+//! Medical-account debits (`recorded`, booked after the card's signature verified) move the
+//! medical account's money, not the card's: both sides count them apart too, in `medical`.
 
 use std::collections::BTreeSet;
 
@@ -19,7 +22,8 @@ use super::{ApiError, AppState, Request, json_response};
 use crate::clock;
 use crate::entry::EntryKind;
 use crate::wire::{
-    self, BatchCloseRequest, BatchCloseResponse, RecoveredSummary, RecoveredTotals, Totals,
+    self, BatchCloseRequest, BatchCloseResponse, MedicalSummary, MedicalTotals, RecoveredSummary,
+    RecoveredTotals, Totals,
 };
 
 /// Most sequence numbers listed in each difference of an answer.
@@ -92,6 +96,34 @@ pub async fn server_recovered(
     Ok((t, seqs))
 }
 
+/// The server's medical-account debits of a terminal's batch and their sequence numbers.
+pub async fn server_medical(
+    state: &AppState,
+    terminal: &str,
+    batch_no: u32,
+) -> Result<(MedicalTotals, BTreeSet<u64>), ApiError> {
+    let rows = state
+        .db
+        .query(
+            "SELECT seq, amount_fen FROM entries
+             WHERE terminal_id = $1 AND batch_no = $2 AND status = 'booked'
+               AND kind = 'medical_debit' AND state = 'recorded'",
+            vec![Val::Text(terminal.into()), Val::Int(i64::from(batch_no))],
+        )
+        .await
+        .map_err(|e| ApiError::db(&e))?;
+    let mut t = MedicalTotals::default();
+    let mut seqs = BTreeSet::new();
+    for r in rows {
+        let seq = u64::try_from(r.int(0).map_err(|e| ApiError::db(&e))?).unwrap_or(0);
+        let amount = u64::try_from(r.int(1).map_err(|e| ApiError::db(&e))?).unwrap_or(0);
+        t.count += 1;
+        t.amount = t.amount.saturating_add(amount);
+        seqs.insert(seq);
+    }
+    Ok((t, seqs))
+}
+
 /// `POST /v1/batches/close`.
 pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let authed = auth::authenticate(state, req).await?;
@@ -103,10 +135,13 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
     let (server_recovered, recovered_seqs) =
         server_recovered(state, &terminal, body.batch_no).await?;
     server_seqs.extend(recovered_seqs.iter().copied());
+    let (server_medical, medical_seqs) = server_medical(state, &terminal, body.batch_no).await?;
+    server_seqs.extend(medical_seqs.iter().copied());
     let terminal_seqs: BTreeSet<u64> = body
         .seqs
         .iter()
         .chain(&body.recovered_seqs)
+        .chain(&body.medical_seqs)
         .copied()
         .collect();
     let missing_on_server: Vec<u64> = terminal_seqs
@@ -123,6 +158,7 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
     // in neither list; the totals then differ.
     let balanced = server == body.totals
         && server_recovered == body.recovered
+        && server_medical == body.medical
         && missing_on_server.is_empty()
         && unknown_to_terminal.is_empty();
     let answer = BatchCloseResponse {
@@ -136,6 +172,11 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
             terminal: body.recovered,
             server: server_recovered,
             seqs: recovered_seqs.into_iter().take(MAX_LISTED).collect(),
+        },
+        medical: MedicalSummary {
+            terminal: body.medical,
+            server: server_medical,
+            seqs: medical_seqs.into_iter().take(MAX_LISTED).collect(),
         },
     };
     let detail = String::from_utf8(wire::encode(&answer)).unwrap_or_default();
@@ -161,6 +202,7 @@ pub(crate) async fn close(state: &AppState, req: &Request) -> Result<Response, A
         batch = body.batch_no,
         balanced,
         recovered = answer.recovered.server.count,
+        medical = answer.medical.server.count,
         "batch close"
     );
     Ok(json_response(StatusCode::OK, &answer))

@@ -1,7 +1,8 @@
 //! The server's schema, the same text for SQLite and PostgreSQL (see [`super::db`]), with its
 //! version in `schema_version`. Exactly-once booking rests on two constraints of `entries`: the
 //! primary key (terminal, sequence number) and the unique idempotency id. Entry `status` is
-//! `booked`, `booked_unverified` (a recovered debit: no cryptogram) or `rejected`.
+//! `booked`, `booked_unverified` (a recovered debit: no cryptogram) or `rejected`; a medical
+//! debit (`state = 'recorded'`) is `booked` once its card signature verified.
 
 use super::db::{Db, DbError};
 
@@ -85,6 +86,13 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE INDEX entries_by_card_atc ON entries (card_index, atc);
      CREATE UNIQUE INDEX entries_recovered_card_atc ON entries (card_index, atc)
         WHERE state = 'recovered' AND status = 'booked_unverified';",
+    // 3: medical-account debits. `holder_index` is the keyed blind index of the cardholder's
+    // social-security number (the `ssn_index` of the cardholder record), to sum the medical
+    // debits booked from an account; `medical_enc` holds, sealed, the identity and the card's
+    // certificates and signature (the ICC certificate holds the PAN).
+    "ALTER TABLE entries ADD COLUMN holder_index BYTEA;
+     ALTER TABLE entries ADD COLUMN medical_enc BYTEA;
+     CREATE INDEX entries_by_holder ON entries (holder_index, booked_at);",
 ];
 
 /// Bring the schema up to date. Safe when several servers start at once: PostgreSQL takes an
