@@ -1,6 +1,14 @@
 //! The demo world the kiosk starts with when given nothing else: fictional cards personalised
 //! by a throw-away in-memory hsm-sim, the trust store for their CA, and a ledger seeded with
 //! their insurance records and one reported lost.
+//!
+//! With a local backend ([`backend`], `kiosk --with-backend`) the same cards are personalised
+//! through a hsm-sim process instead, payment application included
+//! ([`DemoWorld::build_with_hsm`]): their card keys derive from issuer master keys generated
+//! inside that HSM, which the central server then uses to verify their cryptograms. The ledger
+//! is then not seeded here: the records and the hot list come from the server.
+
+pub mod backend;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,9 +26,10 @@ use card_core::crypto::sm2_cert::TrustStore;
 use card_core::pboc::oda::CaStore;
 use card_core::ssse::{self, ReadStrategy};
 use firmware_tests::pboc::profile::TerminalCaKey;
-use firmware_tests::personalize::{self, CardInput};
+use firmware_tests::pboc::{Algorithm, CA_INDEX_SM2};
+use firmware_tests::personalize::{self, CardInput, Issuer, PbocCardInput, PbocMasterKeys};
 use firmware_tests::{Profile, SharedCard, SoftCard};
-use hsm_sim::client::{HsmClient, InProcess};
+use hsm_sim::client::{Call, HsmClient, InProcess};
 use hsm_sim::keys::{BlockKey, Secret};
 use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
 
@@ -66,6 +75,13 @@ pub struct DemoWorld {
 pub const TERMINAL: &str = "KIOSK-DEMO-0001";
 const FIELD_KEY: [u8; 16] = *b"sscard-demo-key!";
 const ZMK: [u8; 16] = [0x5a; 16];
+/// The HSM label of the personalisation device's transport key (ZMK) in the demo's HSM.
+pub const ZMK_LABEL: &str = "ZMKPERSO";
+/// HSM labels of the demo issuer's PBOC master keys MK-AC, MK-SMI, MK-SMC (SM4), when the
+/// payment applications are personalised through the HSM ([`DemoWorld::build_with_hsm`]).
+pub const PBOC_MASTER_LABELS: [&str; 3] = ["PBOCMKAC", "PBOCMKSI", "PBOCMKSC"];
+/// Leftmost PAN digits of the demo's PBOC issuer (the fixtures' payment PANs start so).
+const PBOC_BIN: &str = "623058";
 
 /// Cards of the demo: fixture, labels, whether its PAN is on the hot list.
 const CARDS: [(&str, &str, &str, bool); 5] = [
@@ -104,10 +120,39 @@ impl DemoWorld {
     /// Build the demo in `dir` (the ledger file goes there).
     pub fn build(dir: &Path) -> Result<Self> {
         let hsm = Arc::new(Hsm::in_memory(Lmk::new(&[0x42; 16]), 4)?);
-        hsm.form_key_from_components("ZMKPERSO", KeyType::Zmk, Scheme::Sm4, &[&ZMK])?;
+        hsm.form_key_from_components(ZMK_LABEL, KeyType::Zmk, Scheme::Sm4, &[&ZMK])?;
         let mut client = HsmClient::new(InProcess::new(hsm));
+        let zmk = BlockKey::new(Scheme::Sm4, &Secret::new(ZMK.to_vec()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let world = Self::personalise(dir, &mut client, &zmk, false)?;
+        world.seed_ledger()?;
+        Ok(world)
+    }
+
+    /// Build the demo in `dir` against `hsm` (a hsm-sim process, say), whose ZMK
+    /// [`ZMK_LABEL`] is the clear `zmk`: the social-security application's keys and
+    /// certificates as [`DemoWorld::build`] makes them, and the payment applications
+    /// personalised through the HSM too (`personalize::personalize_pboc`): the issuer master
+    /// keys [`PBOC_MASTER_LABELS`] generated in it on first use, the card keys derived there by
+    /// PAN and PSN, the PBOC CA and issuer keys and certificates from it. Keys already in the
+    /// HSM under these labels are used again, so a persistent HSM gives the same cards each
+    /// time. The ledger is not seeded: a backend fills it.
+    pub fn build_with_hsm<C: Call>(
+        dir: &Path,
+        hsm: &mut HsmClient<C>,
+        zmk: &BlockKey,
+    ) -> Result<Self> {
+        Self::personalise(dir, hsm, zmk, true)
+    }
+
+    fn personalise<C: Call>(
+        dir: &Path,
+        client: &mut HsmClient<C>,
+        zmk: &BlockKey,
+        pboc_through_hsm: bool,
+    ) -> Result<Self> {
         let issuer = personalize::setup_issuer(
-            &mut client,
+            client,
             "CAROOT01",
             0x01,
             "ISSUER01",
@@ -117,14 +162,41 @@ impl DemoWorld {
                 month: 12,
             },
         )?;
-        let zmk = BlockKey::new(Scheme::Sm4, &Secret::new(ZMK.to_vec()))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pboc_issuer: Option<(Issuer, PbocMasterKeys)> = if pboc_through_hsm {
+            let issuer = personalize::setup_pboc_issuer(
+                client,
+                "PBOCCA01",
+                CA_INDEX_SM2,
+                "PBOCIS01",
+                PBOC_BIN,
+                YearMonth {
+                    year: 2040,
+                    month: 12,
+                },
+            )?;
+            let master =
+                personalize::setup_pboc_master_keys(client, Scheme::Sm4, PBOC_MASTER_LABELS)?;
+            Some((issuer, master))
+        } else {
+            None
+        };
         let mut trust = TrustStore::new();
         trust.insert(issuer.ca.clone());
         let mut cards = Vec::new();
         let mut pboc_ca = CaStore::new();
+        if let Some((pboc, _)) = &pboc_issuer {
+            pboc_ca.add_sm2(pboc.ca.clone());
+        }
         for (i, (name, zh, en, _)) in CARDS.iter().enumerate() {
-            let profile = Profile::embedded(name).context("fixture")?;
+            let mut profile = Profile::embedded(name).context("fixture")?;
+            // Through the HSM: the SM payment application is made below, not from the
+            // profile's clear test keys.
+            let section = match &profile.pboc {
+                Some(p) if pboc_issuer.is_some() && p.algorithm == Algorithm::Sm => {
+                    profile.pboc.take()
+                }
+                _ => None,
+            };
             if let Some(section) = &profile.pboc {
                 match section.ca_key()? {
                     TerminalCaKey::Sm2(k) => pboc_ca.add_sm2(k),
@@ -139,12 +211,13 @@ impl DemoWorld {
             let statics = ssse::auth::static_data(&identity);
             let pan = digits(i);
             let label = format!("ICC{:05}", i + 1);
+            let serial = [0, 0, u8::try_from(i + 1).unwrap_or(0)];
             personalize::personalize_pki(
-                &mut client,
+                client,
                 &mut image,
                 &issuer,
-                "ZMKPERSO",
-                &zmk,
+                ZMK_LABEL,
+                zmk,
                 &CardInput {
                     label: &label,
                     pan: &pan,
@@ -153,9 +226,25 @@ impl DemoWorld {
                         year: 2034,
                         month: 12,
                     },
-                    serial: [0, 0, u8::try_from(i + 1).unwrap_or(0)],
+                    serial,
                 },
             )?;
+            if let (Some(section), Some((pboc, master))) = (&section, &pboc_issuer) {
+                personalize::personalize_pboc(
+                    client,
+                    &mut image,
+                    pboc,
+                    master,
+                    ZMK_LABEL,
+                    zmk,
+                    &PbocCardInput {
+                        section,
+                        icc_label: &format!("PBC{:05}", i + 1),
+                        card_pin: &profile.pin.value,
+                        serial,
+                    },
+                )?;
+            }
             cards.push(DemoCard {
                 name,
                 label_zh: zh,
@@ -164,15 +253,30 @@ impl DemoWorld {
                 pan,
             });
         }
-        let world = Self {
+        Ok(Self {
             cards,
             trust,
             pboc_ca,
             ledger_path: dir.join("kiosk-ledger.db"),
             field_key_hex: hex::encode_upper(FIELD_KEY),
-        };
-        world.seed_ledger()?;
-        Ok(world)
+        })
+    }
+
+    /// The ledger's field key as 32 hex digits (a secret: for the sync agent's key file, never
+    /// for a log).
+    pub fn field_key_hex(&self) -> &str {
+        &self.field_key_hex
+    }
+
+    /// The social-security application PANs (those the hot list names) of the demo cards
+    /// reported lost.
+    pub fn lost_pans() -> Vec<String> {
+        CARDS
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.3)
+            .map(|(i, _)| digits(i))
+            .collect()
     }
 
     /// The session settings of the demo: its trust stores and ledger, the kiosk's terminal
@@ -212,8 +316,9 @@ impl DemoWorld {
         Box::new(move || Self::open_ledger(&path, &key))
     }
 
-    fn seed_ledger(&self) -> Result<()> {
-        let mut ledger = Self::open_ledger(&self.ledger_path, &self.field_key_hex)?;
+    /// The demo's cardholder records (insurance status, contribution months, medical
+    /// account), fictional, with versions 1, 2, ... in order.
+    pub fn cardholder_records() -> Result<Vec<CardholderRecord>> {
         let records = [
             (
                 "110105198703153011",
@@ -252,13 +357,11 @@ impl DemoWorld {
                 0,
             ),
         ];
-        let page = CardholderPage {
-            from_version: ledger.meta_u64("cardholders_version").unwrap_or(0),
-            to_version: records.len() as u64,
-            records: records
-                .iter()
-                .enumerate()
-                .map(|(i, (ssn, name, card, region, status, months, balance))| -> Result<CardholderRecord> {
+        records
+            .iter()
+            .enumerate()
+            .map(
+                |(i, (ssn, name, card, region, status, months, balance))| -> Result<CardholderRecord> {
                     Ok(CardholderRecord {
                         ssn: (*ssn).to_string(),
                         name: (*name).to_string(),
@@ -270,8 +373,18 @@ impl DemoWorld {
                         as_of: "20261127180000".parse().map_err(|_| anyhow::anyhow!("time"))?,
                         version: i as u64 + 1,
                     })
-                })
-                .collect::<Result<_>>()?,
+                },
+            )
+            .collect()
+    }
+
+    fn seed_ledger(&self) -> Result<()> {
+        let mut ledger = Self::open_ledger(&self.ledger_path, &self.field_key_hex)?;
+        let records = Self::cardholder_records()?;
+        let page = CardholderPage {
+            from_version: ledger.meta_u64("cardholders_version").unwrap_or(0),
+            to_version: records.len() as u64,
+            records,
             more: false,
         };
         if page.from_version == 0 {

@@ -4,7 +4,8 @@
 //! in-process reader with a demo panel to insert and remove them, a ledger seeded with their
 //! records. `--reader NAME --trust FILE --ledger FILE --field-key-file FILE` runs it on a real
 //! PC/SC reader instead. Without a display it says so; `--headless` then runs the demo journey
-//! in text.
+//! in text. `--with-backend` also starts a local hsm-sim, central-server and sync-agent as
+//! child processes (terminal_app::demo::backend), which the demo's payments sync to.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -19,6 +20,7 @@ use terminal_app::card_source::{CardSource, DemoSlot, DemoSource, PcscSource};
 use terminal_app::clock::system_clock;
 use terminal_app::counter_mode::CounterApp;
 use terminal_app::demo::DemoWorld;
+use terminal_app::demo::backend::{Backend, BackendConfig};
 use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang};
 use terminal_app::payment::PaymentOrder;
 use terminal_app::session::{Request, Update, Worker, WorkerConfig};
@@ -73,6 +75,14 @@ struct Args {
     /// always trusted), e.g. to accept the cards of a test issuer.
     #[arg(long, value_name = "FILE", conflicts_with = "reader")]
     demo_trust: Option<PathBuf>,
+    /// Also run a local backend: hsm-sim, central-server and sync-agent as child processes on
+    /// 127.0.0.1, their files and logs in STATE_DIR/backend; the demo cards are personalised
+    /// through that hsm-sim and the agent syncs the ledger every 2 s (docs/kiosk.md).
+    #[arg(long, conflicts_with = "reader")]
+    with_backend: bool,
+    /// Where hsm-sim, central-server and sync-agent are (default: beside this executable).
+    #[arg(long, value_name = "DIR", requires = "with_backend")]
+    backend_bin_dir: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +113,7 @@ fn read_trust(path: &std::path::Path) -> Result<card_core::crypto::sm2_cert::Tru
         .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))
 }
 
-fn headless(world: &DemoWorld, receipts: PathBuf) -> Result<()> {
+fn headless(world: &DemoWorld, receipts: PathBuf, backend: Option<&Backend>) -> Result<()> {
     let slot = DemoSlot::default();
     let (req_tx, req_rx) = mpsc::channel();
     let (up_tx, up_rx) = mpsc::channel();
@@ -194,9 +204,15 @@ fn headless(world: &DemoWorld, receipts: PathBuf) -> Result<()> {
     wait("rejection")?;
     slot.remove();
     wait("card removed")?;
+    if let Some(backend) = backend {
+        backend_journey(backend, world, &slot, &wait)?;
+    }
     req_tx.send(Request::Shutdown)?;
     let _ = handle.join();
     println!("journey complete");
+    if let Some(backend) = backend {
+        backend_report(backend)?;
+    }
     Ok(())
 }
 
@@ -263,8 +279,12 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&receipts)
         .with_context(|| format!("receipt directory {}", receipts.display()))?;
     if args.headless {
+        if args.with_backend {
+            let (backend, world) = start_backend(&args, &dir)?;
+            return headless(&world, receipts, Some(&backend));
+        }
         let world = DemoWorld::build(&dir)?;
-        return headless(&world, receipts);
+        return headless(&world, receipts, None);
     }
     if !has_display {
         eprintln!(
@@ -275,6 +295,8 @@ fn main() -> Result<()> {
         std::process::exit(2);
     }
 
+    // The local backend's children live as long as this (dropped: stopped).
+    let mut _backend_guard: Option<Backend> = None;
     let (req_tx, req_rx) = mpsc::channel();
     let (up_tx, up_rx) = mpsc::channel();
     let (source, config, demo): (Box<dyn CardSource>, WorkerConfig, Option<DemoPanel>) =
@@ -316,7 +338,14 @@ fn main() -> Result<()> {
                 )
             }
             None => {
-                let world = DemoWorld::build(&dir)?;
+                let world = if args.with_backend {
+                    let (backend, world) = start_backend(&args, &dir)?;
+                    backend.watch();
+                    _backend_guard = Some(backend);
+                    world
+                } else {
+                    DemoWorld::build(&dir)?
+                };
                 let mut config = world.worker_config(system_clock(), Some(receipts));
                 let use_pcsc = match args.demo_reader {
                     DemoReader::InProcess => false,
@@ -423,4 +452,70 @@ fn run_window(
         }),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Start the local backend (`--with-backend`) and the demo world personalised through its HSM.
+fn start_backend(args: &Args, dir: &std::path::Path) -> Result<(Backend, DemoWorld)> {
+    let config = match &args.backend_bin_dir {
+        Some(bins) => BackendConfig {
+            state_dir: dir.to_path_buf(),
+            bin_dir: bins.clone(),
+        },
+        None => BackendConfig::beside_current_exe(dir.to_path_buf())?,
+    };
+    eprintln!("kiosk: starting the local backend (hsm-sim, central-server, sync-agent)");
+    let (backend, world) = Backend::start(&config).context("the local backend")?;
+    print!("{}", backend.describe());
+    Ok((backend, world))
+}
+
+/// The headless journey's backend part: the payment reaches the server, a card reported lost
+/// there is refused at the kiosk after the next sync, and is taken off the list again.
+fn backend_journey(
+    backend: &Backend,
+    world: &DemoWorld,
+    slot: &DemoSlot,
+    wait: &dyn Fn(&str) -> Result<Update>,
+) -> Result<()> {
+    let timeout = Duration::from_secs(60);
+    println!("-> the sync agent uploads the ledger");
+    let started = backend_sync::clock::unix_now() - 1;
+    let s = backend.wait_uploaded(started, timeout)?;
+    println!(
+        "  <- sync: online, {} waiting, {} booked by the server",
+        s.pending + s.unresolved,
+        s.booked
+    );
+    let lisi = world
+        .cards
+        .iter()
+        .find(|c| c.name == "lisi")
+        .context("card")?;
+    println!("-> the central server: report 李思's card lost");
+    let (answer, version) = backend.report_lost(&lisi.pan)?;
+    println!("  <- {answer}");
+    println!("-> the next sync brings the hot list");
+    backend.wait_hotlist(version, timeout)?;
+    println!("  <- hot list version {version} in the ledger");
+    println!("-> insert 李思's card");
+    slot.insert("lisi", lisi.card.clone());
+    wait("rejection")?;
+    slot.remove();
+    wait("card removed")?;
+    println!("-> the central server: take 李思's card off the hot list");
+    let (answer, version) = backend.unblock(&lisi.pan)?;
+    println!("  <- {answer}");
+    backend.wait_hotlist(version, timeout)?;
+    println!("  <- hot list version {version} in the ledger");
+    Ok(())
+}
+
+/// What the server booked and what the agent says, at the end of the headless journey.
+fn backend_report(backend: &Backend) -> Result<()> {
+    println!();
+    println!("what the central server booked (central-server report):");
+    print!("{}", backend.admin(&["report"])?);
+    println!("the terminal's ledger (sync-agent status):");
+    print!("{}", backend.agent_status()?);
+    Ok(())
 }
