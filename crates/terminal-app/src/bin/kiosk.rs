@@ -19,6 +19,10 @@ use clap::Parser;
 use terminal_app::card_source::{CardSource, DemoSlot, DemoSource, PcscSource};
 use terminal_app::clock::system_clock;
 use terminal_app::counter_mode::CounterApp;
+use terminal_app::service_view::TechnicianPin;
+
+/// The demo's technician PIN (docs/kiosk.md).
+const DEMO_TECHNICIAN_PIN: &str = "2468";
 use terminal_app::demo::DemoWorld;
 use terminal_app::demo::backend::{Backend, BackendConfig};
 use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang};
@@ -62,6 +66,15 @@ struct Args {
     /// debit, today's transactions and shift totals) instead of the citizen kiosk.
     #[arg(long)]
     counter: bool,
+    /// The technician PIN of the service mode, as the SM3 digest of the PIN in hex (64 digits;
+    /// `printf %s PIN | sm3sum`-style, or `kiosk --hash-technician-pin`). The demo's is 2468;
+    /// with `--reader` and no file there is no service mode.
+    #[arg(long, value_name = "FILE")]
+    technician_pin_file: Option<PathBuf>,
+    /// Print the SM3 digest of the technician PIN read from stdin (for --technician-pin-file)
+    /// and exit.
+    #[arg(long)]
+    hash_technician_pin: bool,
     /// Append the name of each screen shown to FILE (for tests driving the window).
     #[arg(long, value_name = "FILE")]
     screen_log: Option<PathBuf>,
@@ -225,6 +238,11 @@ fn describe(u: &Update) -> String {
             "checked: genuine {:?}, in date {:?} (expires {}), not hot-listed {:?}, PIN tries {:?}",
             v.genuine, v.in_date, v.expiry, v.not_hot_listed, v.tries_left
         ),
+        Update::Service(v) => format!(
+            "service view: {} readers, {} exchanges",
+            v.readers.len(),
+            v.trace.len()
+        ),
         Update::DayBook(b) => format!(
             "today: {} entries; shift {}: {} approved ({} fen)",
             b.lines.len(),
@@ -265,6 +283,16 @@ fn describe(u: &Update) -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.hash_technician_pin {
+        let mut pin = zeroize::Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut pin)?;
+        let pin = pin.trim();
+        if pin.len() < 4 || !pin.chars().all(|c| c.is_ascii_digit()) {
+            bail!("a technician PIN has at least 4 digits");
+        }
+        println!("{}", TechnicianPin::from_pin(pin).to_hex());
+        return Ok(());
+    }
     let dir = match &args.state_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("sscard-kiosk-{}", std::process::id())),
@@ -414,6 +442,18 @@ fn run_window(
         .with_inner_size([1366.0, 800.0])
         .with_fullscreen(!args.windowed);
     let counter = args.counter;
+    // The service mode's PIN: from the file, or in the demo the documented 2468.
+    let technician = match &args.technician_pin_file {
+        Some(path) => Some(
+            TechnicianPin::from_hex(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("technician PIN file {}", path.display()))?,
+            )
+            .with_context(|| format!("{}: not an SM3 digest in hex", path.display()))?,
+        ),
+        None if args.reader.is_none() => Some(TechnicianPin::from_pin(DEMO_TECHNICIAN_PIN)),
+        None => None,
+    };
     let screen_log = match &args.screen_log {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -445,6 +485,9 @@ fn run_window(
                 return Ok(Box::new(app) as Box<dyn eframe::App>);
             }
             let mut app = KioskApp::new(&cc.egui_ctx, req_tx, up_rx, demo, options);
+            if let Some(pin) = technician {
+                app = app.with_technician(pin);
+            }
             if let Some(f) = screen_log {
                 app = app.with_screen_log(f);
             }
