@@ -7,6 +7,7 @@
 pub mod card_source;
 pub mod cardctl;
 pub mod clock;
+pub mod counter;
 pub mod counter_mode;
 pub mod demo;
 pub mod kiosk;
