@@ -1,6 +1,7 @@
 //! The same server against a real PostgreSQL (scripts/postgres-env.sh): booking exactly once,
 //! duplicates, bad input, the server killed mid-transaction, and two server instances on one
-//! database behind a round-robin proxy with faults, with several terminals at once.
+//! database behind a round-robin proxy with faults, with several terminals at once; medical
+//! debits (card signatures, overdraft of the server's balance, two instances racing for one).
 
 #![allow(
     clippy::unwrap_used,
@@ -170,4 +171,14 @@ fn two_server_instances_on_one_postgres_behind_a_faulty_balancer() {
 #[test]
 fn recovered_debits_are_booked_unverified_and_reconciled_apart_postgres() {
     recovered_debits_are_booked_unverified_and_reconciled_apart(Backend::Postgres);
+}
+
+#[test]
+fn medical_debits_forged_misbound_foreign_or_overdrawn_are_rejected_postgres() {
+    common::medical_card::bad_medical_debits_are_rejected_and_nothing_booked(Backend::Postgres);
+}
+
+#[test]
+fn two_counters_racing_through_two_server_instances_for_one_medical_balance_book_one_postgres() {
+    common::medical_card::two_counters_racing_for_one_balance_book_one(Backend::Postgres);
 }

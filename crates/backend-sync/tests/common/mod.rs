@@ -32,6 +32,8 @@ use card_core::crypto::sm2::Sm2PrivateKey;
 use hsm_sim::server::BackgroundServer;
 use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
 
+pub mod medical_card;
+
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_central-server");
 pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_sync-agent");
 pub const FIELD_KEY: &str = "00112233445566778899AABBCCDDEEF0";
@@ -234,6 +236,17 @@ impl Server {
         extra_env: &[(&str, &str)],
         tls: Option<(&Path, &Path)>,
     ) -> Self {
+        Self::start_with(env, port, extra_env, tls, &[])
+    }
+
+    /// [`Server::start`] with more `serve` options.
+    pub fn start_with(
+        env: &Env,
+        port: u16,
+        extra_env: &[(&str, &str)],
+        tls: Option<(&Path, &Path)>,
+        extra_args: &[&str],
+    ) -> Self {
         let mut cmd = Command::new(SERVER_BIN);
         cmd.args([
             "--db",
@@ -249,6 +262,7 @@ impl Server {
             &hsm_addr(),
         ])
         .args(["--server-key", env.server_key.to_str().unwrap()])
+        .args(extra_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         if let Some((cert, key)) = tls {
