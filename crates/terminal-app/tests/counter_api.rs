@@ -715,6 +715,7 @@ async fn the_transaction_list_shows_the_days_debits_with_their_references() {
         assert_eq!(lines[1]["reference"], "L-2");
         assert_eq!(lines[1]["amount_fen"], 2_345);
         assert_eq!(lines[1]["state"], "approved");
+        assert_eq!(lines[1]["kind"], "ec_purchase");
         assert_eq!(lines[1]["time"], "10:30:00");
     }
     let (status, other_day) = c.get("/v1/debits?date=2026-11-27").await;

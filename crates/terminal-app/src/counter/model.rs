@@ -151,6 +151,8 @@ pub struct DebitLine {
     pub seq: u64,
     /// The client's reference (none for the kiosk's own payments).
     pub reference: Option<String>,
+    /// The ledger's entry kind: `ec_purchase` (electronic cash), `medical_debit`, ...
+    pub kind: String,
     /// Local time `hh:mm:ss`.
     pub time: String,
     /// As in [`Debit::state`].

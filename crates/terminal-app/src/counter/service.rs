@@ -409,6 +409,7 @@ pub fn list_debits(ledger: &Ledger, (y, m, d): (u16, u8, u8)) -> Result<DebitLis
         list.debits.push(DebitLine {
             seq: e.seq,
             reference: refs.get(&e.seq).cloned(),
+            kind: e.kind.as_str().to_string(),
             time: txn_time_text(t).get(11..).unwrap_or_default().to_string(),
             state: state_name(e.state.as_str()),
             amount_fen: e.amount_fen,
