@@ -601,3 +601,45 @@ fn a_server_without_an_ssse_trust_store_answers_503_and_refuses_nothing() {
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains("booked 1"), "{out}");
 }
+
+#[test]
+fn a_version_5_ledger_upgrades_in_place_and_records_medical_debits_beside_payments() {
+    let mut iss = Issuance::new(1);
+    let mut zhang = iss.card("zhangsan", "6217000010000001");
+    let term = Term::new("COUNTER-10");
+    {
+        let mut c = rusqlite::Connection::open(&term.ledger).unwrap();
+        backend_sync::ledger::migrations::migrate_to(&mut c, 5).unwrap();
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ('terminal_id', 'COUNTER-10')",
+            [],
+        )
+        .unwrap();
+    }
+    {
+        let c = rusqlite::Connection::open(&term.ledger).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 5);
+        assert!(c.prepare("SELECT 1 FROM medical_debits").is_err());
+    }
+    // Opening it upgrades it in place; card payments and medical debits then sit side by side.
+    let mut card = backend_sync::testkit::TestCard::demo_sm4(4).unwrap();
+    let ec = term.approved_payment(&mut card, 700);
+    let l = term.open_ledger();
+    assert_eq!(l.schema_version().unwrap(), 6);
+    drop(l);
+    give_record(&term, &zhang, 1_000, AS_OF);
+    let m = record(&term, &mut zhang, &iss.trust, 900).unwrap();
+    let l = term.open_ledger();
+    assert_eq!(
+        l.entry(ec).unwrap().unwrap().state,
+        EntryState::ApprovedOffline
+    );
+    assert_eq!(
+        l.entry(m.entry.seq).unwrap().unwrap().state,
+        EntryState::Recorded
+    );
+    assert_eq!(l.pending_upload(10).unwrap().len(), 2);
+}
