@@ -3,7 +3,8 @@
 # personalised by an in-memory hsm-sim, an in-process reader with a panel to insert them, a
 # local ledger). With a display it opens the kiosk full screen (pass --windowed for a window,
 # --english to start in English). Without one it runs the same journey in text and says how to
-# see the window. Extra arguments go to the kiosk.
+# see the window. Extra arguments go to the kiosk. With --with-backend the kiosk also starts a
+# local hsm-sim, central-server and sync-agent (built here too) and its payments sync to them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,13 @@ fi
 
 scripts/gui-env.sh install
 cargo build --locked --release -p terminal-app --bin kiosk
+for arg in "$@"; do
+    if [ "$arg" = --with-backend ]; then
+        # The kiosk finds them beside itself, in target/release.
+        cargo build --locked --release -p hsm-sim -p backend-sync --bins
+        break
+    fi
+done
 
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
     XDG_RUNTIME_DIR="$(scripts/gui-env.sh runtime-dir)"
@@ -26,7 +34,7 @@ fi
 
 echo "No display here (DISPLAY and WAYLAND_DISPLAY are unset): the kiosk's journey in text."
 echo
-target/release/kiosk --headless
+target/release/kiosk --headless "$@"
 cat <<'MSG'
 
 To see the window: run scripts/demo.sh on a desktop, or on this machine

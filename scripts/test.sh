@@ -25,7 +25,10 @@ scripts/postgres-env.sh start   # backend-sync's tests run against PostgreSQL to
 # The tests lease vpcd slots, so they may run in parallel; leave pcscd running afterwards only
 # if asked (handy when iterating), otherwise stop it.
 status=0
-cargo test --workspace --locked "$@" || status=$?
+# terminal-app's tests/demo_backend.rs runs `kiosk --with-backend`, which starts these binaries
+# of other packages from target/debug; built here even when "$@" narrows the test run.
+cargo build --locked -p hsm-sim -p backend-sync --bins || status=$?
+[ "$status" = 0 ] && { cargo test --workspace --locked "$@" || status=$?; }
 if [ "${SSCARD_KEEP_PCSCD:-0}" != 1 ]; then
     scripts/pcsc-env.sh stop
 fi
