@@ -20,14 +20,16 @@ use zeroize::Zeroizing;
 use crate::kiosk::screens::{Key, centered, clear_targets, clicked, keypad, masked, style};
 use crate::kiosk::{DemoPanel, Lang, failure_text, fonts, yuan};
 use crate::payment::{COUNTER_SALE, MAX_PAYMENT_FEN, PaymentOrder, PaymentReceipt};
-use crate::session::{CardVerdict, DayBook, ReaderStatus, RejectReason, Request, Update};
+use crate::session::{
+    CardVerdict, DayBook, MedicalReceipt, ReaderStatus, RejectReason, Request, Update,
+};
 
 const GOOD: Color32 = Color32::from_rgb(20, 120, 50);
 const BAD: Color32 = Color32::from_rgb(180, 30, 30);
 const TEXT: f32 = 22.0;
 const TITLE: f32 = 30.0;
 const BUTTON: Vec2 = Vec2::new(420.0, 64.0);
-const HALF: Vec2 = Vec2::new(214.0, 64.0);
+const THIRD: Vec2 = Vec2::new(140.0, 64.0);
 
 /// Where the counter's middle column is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub enum Step {
     PaymentPin,
     /// Paid.
     Paid(Box<PaymentReceipt>),
+    /// A medical-account debit recorded.
+    MedicalRecorded(Box<MedicalReceipt>),
     /// Something went wrong; the text says what.
     Failed(String),
 }
@@ -64,6 +68,7 @@ impl Step {
             Self::Paying => "Paying",
             Self::PaymentPin => "PaymentPin",
             Self::Paid(_) => "Paid",
+            Self::MedicalRecorded(_) => "MedicalRecorded",
             Self::Failed(_) => "Failed",
         }
     }
@@ -97,6 +102,9 @@ pub struct CounterState {
     pub pending_sync: u64,
     /// The last receipt file written.
     pub receipt_file: Option<std::path::PathBuf>,
+    /// What the cardholder's medical account has left offline (`None` inside: no local record)
+    /// and as of when, once asked.
+    pub medical: Option<(Option<i64>, String)>,
 }
 
 impl CounterState {
@@ -114,6 +122,7 @@ impl CounterState {
             online: false,
             pending_sync: 0,
             receipt_file: None,
+            medical: None,
         }
     }
 
@@ -126,6 +135,7 @@ impl CounterState {
         self.message = None;
         self.tries_left = None;
         self.receipt_file = None;
+        self.medical = None;
     }
 
     /// The amount typed, in fen.
@@ -219,6 +229,23 @@ impl CounterApp {
                 s.message = None;
                 s.amount.clear();
                 s.step = Step::Amount;
+                self.request(Request::MedicalBalance);
+            }
+            Update::MedicalBalance {
+                available_fen,
+                as_of,
+            } => s.medical = Some((available_fen, as_of)),
+            Update::MedicalRecorded(r) => {
+                s.medical = s
+                    .medical
+                    .take()
+                    .map(|(_, as_of)| (Some(r.available_after_fen), as_of));
+                s.step = Step::MedicalRecorded(r);
+                self.request(Request::DayBook);
+            }
+            Update::MedicalFailed(why) => {
+                s.step = Step::Failed(why);
+                self.request(Request::DayBook);
             }
             Update::Paying => s.step = Step::Paying,
             Update::PaymentPinNeeded {
@@ -312,9 +339,51 @@ fn button(ui: &mut Ui, text: &str) -> bool {
     clicked(ui, text, &r)
 }
 
-fn half_button(ui: &mut Ui, text: &str) -> bool {
-    let r = ui.add_sized(HALF, egui::Button::new(RichText::new(text).size(20.0)));
+fn third_button(ui: &mut Ui, text: &str) -> bool {
+    let r = ui.add_sized(THIRD, egui::Button::new(RichText::new(text).size(18.0)));
     clicked(ui, text, &r)
+}
+
+fn signed_yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    format!("{sign}{}", yuan(fen.unsigned_abs()))
+}
+
+fn medical_recorded(app: &mut CounterApp, ui: &mut Ui, r: &MedicalReceipt) {
+    let lang = app.state.lang;
+    ui.label(
+        RichText::new(lang.t("医保记账成功", "Medical debit recorded"))
+            .size(40.0)
+            .strong()
+            .color(GOOD),
+    );
+    egui::Grid::new("medical")
+        .spacing(Vec2::new(18.0, 8.0))
+        .show(ui, |ui| {
+            let rows = [
+                (lang.t("金额", "Amount"), format!("¥{}", yuan(r.amount_fen))),
+                (lang.t("流水号", "Transaction no."), format!("{:08}", r.seq)),
+                (
+                    lang.t("账户可用余额", "Account left"),
+                    format!("¥{}", signed_yuan(r.available_after_fen)),
+                ),
+            ];
+            for (name, value) in rows {
+                ui.label(RichText::new(name).size(TEXT).color(Color32::GRAY));
+                ui.label(RichText::new(value).size(TEXT));
+                ui.end_row();
+            }
+        });
+    ui.label(
+        RichText::new(lang.t(
+            "卡片已签名确认，联网后上传医保结算",
+            "Signed by the card; uploaded for settlement when online",
+        ))
+        .size(18.0),
+    );
+    if button(ui, lang.t("下一位", "Next customer")) {
+        app.request(Request::End);
+    }
 }
 
 fn top_bar(app: &mut CounterApp, ui: &mut Ui) {
@@ -572,13 +641,52 @@ fn amount_entry(app: &mut CounterApp, ui: &mut Ui) {
     }
     let amount = app.state.amount_fen();
     let mut debit = false;
+    let mut medical = false;
     let mut finish = false;
-    centered(ui, 2.0 * HALF.x + 12.0, |ui| {
+    centered(ui, 3.0 * THIRD.x + 24.0, |ui| {
         ui.horizontal(|ui| {
-            debit = half_button(ui, lang.t("电子现金扣款", "Debit electronic cash"));
-            finish = half_button(ui, lang.t("结束", "Finish"));
+            debit = third_button(ui, lang.t("电子现金扣款", "Electronic cash"));
+            medical = third_button(ui, lang.t("医保个人账户", "Medical account"));
+            finish = third_button(ui, lang.t("结束", "Finish"));
         });
     });
+    if let Some((available, as_of)) = &app.state.medical {
+        let text = match (lang, available) {
+            (Lang::Zh, Some(f)) => format!("医保个人账户可用 ¥{}（截至 {as_of}）", signed_yuan(*f)),
+            (Lang::En, Some(f)) => {
+                format!(
+                    "Medical account: CNY {} left (as of {as_of})",
+                    signed_yuan(*f)
+                )
+            }
+            (Lang::Zh, None) => "本机无此参保人记录，不能医保记账".to_string(),
+            (Lang::En, None) => "No local record of this cardholder: no medical debit".to_string(),
+        };
+        ui.label(RichText::new(text).size(18.0).color(Color32::GRAY));
+    }
+    if medical {
+        let left = app.state.medical.as_ref().and_then(|(a, _)| *a);
+        if amount == 0 {
+            app.state.message = Some(lang.t("请输入金额", "Enter an amount").into());
+        } else if left.is_none() {
+            app.state.message = Some(
+                lang.t("本机无此参保人记录", "No local record of this cardholder")
+                    .into(),
+            );
+        } else if left.is_some_and(|l| i64::try_from(amount).map_or(true, |a| a > l)) {
+            app.state.message = Some(
+                lang.t(
+                    "超过医保个人账户可用余额",
+                    "More than the medical account has left",
+                )
+                .into(),
+            );
+        } else {
+            app.state.message = None;
+            app.state.step = Step::Paying;
+            app.request(Request::MedicalDebit { amount_fen: amount });
+        }
+    }
     if debit {
         if amount == 0 {
             app.state.message = Some(lang.t("请输入金额", "Enter an amount").into());
@@ -685,6 +793,7 @@ fn action_column(app: &mut CounterApp, ui: &mut Ui) {
             true,
         ),
         Step::Paid(r) => paid(app, ui, &r),
+        Step::MedicalRecorded(r) => medical_recorded(app, ui, &r),
         Step::Failed(text) => {
             ui.add_space(80.0);
             ui.label(RichText::new(text).size(TITLE).color(BAD));
@@ -710,12 +819,14 @@ fn state_text(lang: Lang, state: &str) -> &'static str {
         (Lang::Zh, "declined") => "拒绝",
         (Lang::Zh, "voided") => "未扣款",
         (Lang::Zh, "unknown" | "intent") => "待确认",
+        (Lang::Zh, "recorded") => "医保记账",
         (Lang::Zh, _) => "其他",
         (Lang::En, "approved_offline") => "paid",
         (Lang::En, "recovered") => "paid (card log)",
         (Lang::En, "declined") => "declined",
         (Lang::En, "voided") => "not taken",
         (Lang::En, "unknown" | "intent") => "in doubt",
+        (Lang::En, "recorded") => "medical",
         (Lang::En, _) => "other",
     }
 }
@@ -771,6 +882,10 @@ fn day_book_column(app: &mut CounterApp, ui: &mut Ui) {
                     (
                         lang.t("卡日志补记", "From the card's log"),
                         format!("{} / ¥{}", book.recovered.0, yuan(book.recovered.1)),
+                    ),
+                    (
+                        lang.t("医保记账", "Medical account"),
+                        format!("{} / ¥{}", book.medical.0, yuan(book.medical.1)),
                     ),
                     (
                         lang.t("待确认", "In doubt"),

@@ -78,6 +78,14 @@ pub enum Request {
     CloseShift,
     /// The technician's service view: readers and the last exchanges.
     Service,
+    /// What the signed-in cardholder's medical account has left offline (counter mode).
+    MedicalBalance,
+    /// Record an offline medical-account debit of the signed-in cardholder, attested by the
+    /// card's signature (counter mode).
+    MedicalDebit {
+        /// Amount in fen.
+        amount_fen: u64,
+    },
     /// Stop the worker.
     Shutdown,
 }
@@ -95,6 +103,8 @@ impl std::fmt::Debug for Request {
             Self::DayBook => "DayBook",
             Self::CloseShift => "CloseShift",
             Self::Service => "Service",
+            Self::MedicalBalance => "MedicalBalance",
+            Self::MedicalDebit { .. } => "MedicalDebit",
             Self::Shutdown => "Shutdown",
         })
     }
@@ -194,6 +204,19 @@ pub struct DayBook {
     pub recovered: (u64, u64),
     /// Entries still in doubt (card pulled; settled at the card's next insert).
     pub in_doubt: u64,
+    /// Medical-account debits recorded in the shift: count and fen.
+    pub medical: (u64, u64),
+}
+
+/// A recorded medical-account debit, for the receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MedicalReceipt {
+    /// The ledger's sequence number.
+    pub seq: u64,
+    /// Amount in fen.
+    pub amount_fen: u64,
+    /// What the account has left offline after it, in fen.
+    pub available_after_fen: i64,
 }
 
 /// What the session tells the UI.
@@ -217,6 +240,18 @@ pub enum Update {
     DayBook(Box<DayBook>),
     /// The technician's service view.
     Service(Box<crate::service_view::ServiceView>),
+    /// What the medical account has left offline, in fen (`None`: no local record of the
+    /// cardholder), and as of when (`YYYY-MM-DD hh:mm`).
+    MedicalBalance {
+        /// Fen left offline.
+        available_fen: Option<i64>,
+        /// The record's time.
+        as_of: String,
+    },
+    /// A medical-account debit was recorded.
+    MedicalRecorded(Box<MedicalReceipt>),
+    /// A medical-account debit was refused; nothing was recorded.
+    MedicalFailed(String),
     /// The card was turned away.
     Rejected(RejectReason),
     /// The card is genuine and valid; the PIN is needed.
@@ -602,6 +637,8 @@ impl Worker {
                 self.send(Update::Ended);
             }
             Request::DayBook => self.day_book(),
+            Request::MedicalBalance => self.medical_balance(),
+            Request::MedicalDebit { amount_fen } => self.medical_debit(amount_fen),
             Request::Service => {
                 let view = crate::service_view::ServiceView {
                     readers: self.source.describe(),
@@ -625,6 +662,115 @@ impl Worker {
         }
     }
 
+    fn medical_balance(&mut self) {
+        if !self.signed_in() {
+            return;
+        }
+        let ssn = self.active.as_ref().map(|a| a.identity.holder.ssn.clone());
+        let (Some(ssn), Some(ledger)) = (ssn, self.ledger()) else {
+            return self.send(Update::MedicalBalance {
+                available_fen: None,
+                as_of: String::new(),
+            });
+        };
+        let update = match ledger.medical_available(&ssn) {
+            Ok(a) => {
+                let t = a.as_of.as_str();
+                Update::MedicalBalance {
+                    available_fen: Some(a.available_fen),
+                    as_of: format!(
+                        "{}-{}-{} {}:{}",
+                        t.get(0..4).unwrap_or_default(),
+                        t.get(4..6).unwrap_or_default(),
+                        t.get(6..8).unwrap_or_default(),
+                        t.get(8..10).unwrap_or_default(),
+                        t.get(10..12).unwrap_or_default()
+                    ),
+                }
+            }
+            Err(_) => Update::MedicalBalance {
+                available_fen: None,
+                as_of: String::new(),
+            },
+        };
+        self.send(update);
+    }
+
+    /// Record an offline medical-account debit: the card signs a challenge bound to the entry
+    /// (`backend_sync::medical`), the ledger records it final at once, refusing an overdraft,
+    /// a hot card or a cardholder without a record before anything is written.
+    fn medical_debit(&mut self, amount_fen: u64) {
+        use backend_sync::entry::IdempotencyId;
+        use backend_sync::ledger::NewMedicalDebit;
+        use backend_sync::medical;
+        if !self.signed_in() {
+            return;
+        }
+        let now = (self.config.clock)();
+        let txn_time = format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02}",
+            now.year, now.month, now.day, now.hour, now.minute, now.second
+        );
+        let Ok(txn_time) = txn_time.parse() else {
+            return self.send(Update::MedicalFailed("clock".into()));
+        };
+        let Ok(id) = IdempotencyId::generate() else {
+            return self.send(Update::MedicalFailed("no random numbers".into()));
+        };
+        if self.ledger().is_none() {
+            return self.send(Update::MedicalFailed("no ledger".into()));
+        }
+        let (Some(active), Some(ledger)) = (self.active.as_mut(), self.ledger.as_mut()) else {
+            return;
+        };
+        let challenge = medical::challenge(
+            ledger.terminal(),
+            &id,
+            amount_fen,
+            156,
+            &txn_time,
+            &active.identity.card.card_number,
+        );
+        let attested = medical::attest(
+            &mut active.session,
+            &self.config.trust,
+            &active.identity,
+            &challenge,
+            medical::txn_month(&txn_time),
+        );
+        let attested = match attested {
+            Ok(a) => a,
+            Err(medical::AttestError::Send(SendError::Transport(
+                TransportError::CardRemoved
+                | TransportError::NoCard
+                | TransportError::CardUnresponsive,
+            ))) => {
+                self.active = None;
+                return self.send(Update::CardRemoved);
+            }
+            Err(e) => return self.send(Update::MedicalFailed(e.to_string())),
+        };
+        let recorded = ledger.record_medical_debit(&NewMedicalDebit {
+            idempotency_id: id,
+            amount_fen,
+            currency: 156,
+            txn_time,
+            pan: attested.pan,
+            medical: attested.medical,
+        });
+        match recorded {
+            Ok(r) => {
+                self.sync_status();
+                self.send(Update::MedicalRecorded(Box::new(MedicalReceipt {
+                    seq: r.entry.seq,
+                    amount_fen,
+                    available_after_fen: r.available_after_fen,
+                })));
+            }
+            Err(e) => self.send(Update::MedicalFailed(e.to_string())),
+        }
+    }
+
     /// Today's entries and the open shift's totals from the ledger.
     fn day_book(&mut self) {
         let now = (self.config.clock)();
@@ -636,10 +782,12 @@ impl Worker {
             let shift = ledger.current_batch()?;
             let (approved, _) = ledger.batch_totals(shift)?;
             let (recovered, _) = ledger.batch_recovered(shift)?;
+            let (medical, _) = ledger.batch_medical(shift)?;
             let mut book = DayBook {
                 shift,
                 approved: (approved.debit_count, approved.debit_amount),
                 recovered: (recovered.count, recovered.amount),
+                medical: (medical.count, medical.amount),
                 ..DayBook::default()
             };
             for e in ledger.entries()? {

@@ -289,11 +289,11 @@ fn counter_in_english_refuses_an_amount_over_the_limit_and_over_the_balance() {
     k.click("OK");
     k.wait_for("Enter the amount (CNY)");
     k.keys("100001");
-    k.click("Debit electronic cash");
+    k.click("Electronic cash");
     k.wait_for("At most CNY 1000.00 at a time");
     k.click("Clear");
     k.keys("90000");
-    k.click("Debit electronic cash");
+    k.click("Electronic cash");
     k.wait_for("Not enough electronic cash");
     assert_eq!(
         k.ledger().entries().unwrap().len(),
@@ -301,4 +301,50 @@ fn counter_in_english_refuses_an_amount_over_the_limit_and_over_the_balance() {
         "refused before the card"
     );
     k.screenshot("counter-en-refused");
+}
+
+#[test]
+fn a_medical_account_debit_is_signed_by_the_card_and_recorded_once_without_touching_the_purse() {
+    let mut k = counter(Lang::Zh);
+    k.wait_for("读卡器就绪");
+    k.insert("zhangsan");
+    k.wait_for("有效卡");
+    k.keys("123456");
+    k.click("确认");
+    k.wait_for("医保个人账户可用 ¥3256.80（截至 2026-11-27 18:00）");
+
+    // More than the account has left: refused before the card is asked.
+    k.keys("400000");
+    k.click("医保个人账户");
+    k.wait_for("超过医保个人账户可用余额");
+    assert_eq!(k.ledger().entries().unwrap().len(), 0);
+
+    k.click("清除");
+    k.keys("5000");
+    k.click("医保个人账户");
+    k.wait_for("医保记账成功");
+    assert!(k.shows("¥50.00"));
+    assert!(k.shows("¥3206.80"), "left after");
+    assert_eq!(
+        k.balance("zhangsan"),
+        50_000,
+        "the card's purse is not touched"
+    );
+
+    let l = k.ledger();
+    let entries = l.entries().unwrap();
+    assert_eq!(entries.len(), 1, "recorded once");
+    assert_eq!(entries[0].kind.as_str(), "medical_debit");
+    assert_eq!(entries[0].state.as_str(), "recorded");
+    assert_eq!(entries[0].amount_fen, 5_000);
+    let (medical, _) = l.batch_medical(l.current_batch().unwrap()).unwrap();
+    assert_eq!((medical.count, medical.amount), (1, 5_000));
+    let (card_money, _) = l.batch_totals(l.current_batch().unwrap()).unwrap();
+    assert_eq!(
+        card_money.debit_count, 0,
+        "counted apart from the card's money"
+    );
+    k.wait_for("1 / ¥50.00");
+    assert!(k.shows("医保记账"));
+    k.screenshot("counter-medical");
 }

@@ -238,6 +238,14 @@ fn describe(u: &Update) -> String {
             "checked: genuine {:?}, in date {:?} (expires {}), not hot-listed {:?}, PIN tries {:?}",
             v.genuine, v.in_date, v.expiry, v.not_hot_listed, v.tries_left
         ),
+        Update::MedicalBalance { available_fen, .. } => {
+            format!("medical account: {available_fen:?} fen left offline")
+        }
+        Update::MedicalRecorded(r) => format!(
+            "medical debit of {} fen recorded, no. {}",
+            r.amount_fen, r.seq
+        ),
+        Update::MedicalFailed(why) => format!("medical debit refused: {why}"),
         Update::Service(v) => format!(
             "service view: {} readers, {} exchanges",
             v.readers.len(),

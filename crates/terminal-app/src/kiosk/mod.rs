@@ -330,7 +330,11 @@ impl KioskApp {
             }
             Update::Rejected(reason) => s.screen = Screen::Rejected(reason),
             // The counter's views; the kiosk shows the same facts on its own screens.
-            Update::Verdict(_) | Update::DayBook(_) => {}
+            Update::Verdict(_)
+            | Update::DayBook(_)
+            | Update::MedicalBalance { .. }
+            | Update::MedicalRecorded(_)
+            | Update::MedicalFailed(_) => {}
             Update::Service(view) => {
                 if matches!(s.screen, Screen::Service) {
                     s.service = Some(*view);
