@@ -28,8 +28,8 @@ use terminal_app::demo::DemoWorld;
              terminal, idempotent debits, the day's transactions; HTTP on loopback only"
 )]
 struct Args {
-    /// Address to listen on: a loopback address only (127.0.0.1:PORT, [::1]:PORT,
-    /// localhost:PORT).
+    /// Address to listen on: a loopback address only (`127.0.0.1:PORT`, `[::1]:PORT`,
+    /// `localhost:PORT`).
     #[arg(long, default_value = "127.0.0.1:7311")]
     listen: String,
     /// The bearer token's file; created with a random token (mode 0600) if missing. Default:

@@ -1,7 +1,7 @@
 //! The counter API over HTTP (axum): loopback only, a bearer token, JSON in and out
 //! (docs/counter-api.md, docs/counter-openapi.yaml).
 //!
-//! Every request passes [`guard`] first: the peer must be a loopback address (403
+//! Every request passes the guard first: the peer must be a loopback address (403
 //! `not_local`), the `Host` header a loopback name (403 `not_local`, against DNS rebinding), and
 //! `Authorization: Bearer <token>` the token (401 `missing_token` / `invalid_token`, compared
 //! in constant time). Bodies are limited to [`MAX_BODY`] bytes (413 `body_too_large`); a body
