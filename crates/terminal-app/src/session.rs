@@ -370,6 +370,89 @@ fn transport_gone(e: &SsseError) -> bool {
     )
 }
 
+/// A card that passed the identity check, with its open session.
+pub struct CheckedCard<C: CardChannel> {
+    /// The session, the SSSE application selected.
+    pub session: CardSession<C>,
+    /// What the card says.
+    pub identity: Identity,
+    /// The PAN the card's certificates name (for the hot list and the payment book).
+    pub pan: String,
+    /// PIN tries left.
+    pub tries_left: u8,
+}
+
+/// The identity check every terminal mode runs when a card comes in (the kiosk's session, the
+/// counter API): read the SSSE identity, authenticate the card (its certificate chain up to
+/// `trust` and its signature over a fresh random challenge), check expiry against `today`, the
+/// hot list of `ledger`, and ask for the PIN tries. `verdict` says how far it got, masked.
+pub fn check_identity<C: CardChannel>(
+    mut session: CardSession<C>,
+    trust: &TrustStore,
+    ledger: Option<&Ledger>,
+    today: Date,
+    verdict: &mut CardVerdict,
+) -> Result<CheckedCard<C>, RejectReason> {
+    let identity = card_core::channel::rerun_after_reset(&mut session, |s| {
+        ssse::read_identity(s, ReadStrategy::AllRecords)
+    })
+    .map_err(|e| match e {
+        SsseError::NotSsseCard => RejectReason::Unreadable("not a social-security card".into()),
+        e => RejectReason::Unreadable(e.to_string()),
+    })?;
+    verdict.name = identity.holder.name.to_string();
+    verdict.ssn = identity.holder.ssn.to_string();
+    verdict.card_number = identity.card.card_number.to_string();
+    verdict.expiry = identity.card.expiry_date.to_string();
+    let mut challenge = [0u8; ssse::auth::CHALLENGE_LEN];
+    getrandom::fill(&mut challenge).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+    let month = YearMonth {
+        year: today.year,
+        month: today.month,
+    };
+    let authenticated =
+        ssse::auth::authenticate_card(&mut session, trust, &identity, &challenge, month).map_err(
+            |e| {
+                verdict.genuine = Some(false);
+                RejectReason::NotGenuine(e.to_string())
+            },
+        )?;
+    verdict.genuine = Some(true);
+    verdict.in_date = Some(!identity.card.is_expired(today));
+    if identity.card.is_expired(today) {
+        return Err(RejectReason::Expired(identity.card.expiry_date));
+    }
+    let pan = authenticated.pan_digits();
+    if let Some(ledger) = ledger
+        && let Ok(p) = pan.parse::<Pan>()
+        && matches!(
+            ledger.hotlist_check(&p),
+            Err(LedgerError::CardHotListed { .. })
+        )
+    {
+        verdict.not_hot_listed = Some(false);
+        return Err(RejectReason::HotListed);
+    }
+    verdict.not_hot_listed = Some(true);
+    ssse::select(&mut session).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
+    let tries = match ssse::pin_tries_left(&mut session) {
+        Ok(Some(0)) => {
+            verdict.tries_left = Some(0);
+            return Err(RejectReason::PinBlocked);
+        }
+        Ok(Some(n)) => n,
+        Ok(None) => 3,
+        Err(e) => return Err(RejectReason::Unreadable(e.to_string())),
+    };
+    verdict.tries_left = Some(tries);
+    Ok(CheckedCard {
+        session,
+        identity,
+        pan,
+        tries_left: tries,
+    })
+}
+
 impl Worker {
     /// A worker reading `source`, answering `requests`, reporting on `updates`.
     pub fn new(
@@ -487,65 +570,15 @@ impl Worker {
     /// how far it got.
     fn check_card(&mut self, verdict: &mut CardVerdict) -> Result<u8, RejectReason> {
         let channel = self.source.open().map_err(RejectReason::Unreadable)?;
-        let mut session = CardSession::new(channel).with_trace(Box::new(self.trace.clone()));
-        let identity = card_core::channel::rerun_after_reset(&mut session, |s| {
-            ssse::read_identity(s, ReadStrategy::AllRecords)
-        })
-        .map_err(|e| match e {
-            SsseError::NotSsseCard => RejectReason::Unreadable("not a social-security card".into()),
-            e => RejectReason::Unreadable(e.to_string()),
-        })?;
-        verdict.name = identity.holder.name.to_string();
-        verdict.ssn = identity.holder.ssn.to_string();
-        verdict.card_number = identity.card.card_number.to_string();
-        verdict.expiry = identity.card.expiry_date.to_string();
+        let session = CardSession::new(channel).with_trace(Box::new(self.trace.clone()));
         let today = (self.config.clock)().ssse_date();
-        let mut challenge = [0u8; ssse::auth::CHALLENGE_LEN];
-        getrandom::fill(&mut challenge).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
-        let month = YearMonth {
-            year: today.year,
-            month: today.month,
-        };
-        let authenticated = ssse::auth::authenticate_card(
-            &mut session,
-            &self.config.trust,
-            &identity,
-            &challenge,
-            month,
-        )
-        .map_err(|e| {
-            verdict.genuine = Some(false);
-            RejectReason::NotGenuine(e.to_string())
-        })?;
-        verdict.genuine = Some(true);
-        verdict.in_date = Some(!identity.card.is_expired(today));
-        if identity.card.is_expired(today) {
-            return Err(RejectReason::Expired(identity.card.expiry_date));
-        }
-        let pan = Some(authenticated.pan_digits());
-        if let (Some(pan), Some(ledger)) = (pan.as_ref(), self.ledger())
-            && let Ok(pan) = pan.parse::<Pan>()
-            && matches!(
-                ledger.hotlist_check(&pan),
-                Err(LedgerError::CardHotListed { .. })
-            )
-        {
-            verdict.not_hot_listed = Some(false);
-            return Err(RejectReason::HotListed);
-        }
-        verdict.not_hot_listed = Some(true);
-        ssse::select(&mut session).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
-        let tries = match ssse::pin_tries_left(&mut session) {
-            Ok(Some(0)) => return Err(RejectReason::PinBlocked),
-            Ok(Some(n)) => n,
-            Ok(None) => 3,
-            Err(e) => return Err(RejectReason::Unreadable(e.to_string())),
-        };
-        verdict.tries_left = Some(tries);
+        let trust = self.config.trust.clone();
+        let checked = check_identity(session, &trust, self.ledger().map(|l| &*l), today, verdict)?;
+        let tries = checked.tries_left;
         self.active = Some(Active {
-            session,
-            identity,
-            pan,
+            session: checked.session,
+            identity: checked.identity,
+            pan: Some(checked.pan),
             signed_in: false,
         });
         Ok(tries)

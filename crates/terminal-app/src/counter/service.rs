@@ -26,14 +26,13 @@ use backend_sync::ledger::{
     ClientRef, Ledger, LedgerEntry, LedgerError, NewPayment, Outcome as LedgerOutcome,
     RecoveryFacts, RefLookup, client_refs,
 };
-use card_core::crypto::rsa::YearMonth;
 use card_core::crypto::sm2_cert::TrustStore;
 use card_core::pboc::TerminalConfig;
 use card_core::pboc::cvm::{PinEntry, PinPad, PinPrompt};
 use card_core::pboc::ec::LogRecord;
 use card_core::pboc::oda::CaStore;
 use card_core::ssse::records::Identity;
-use card_core::ssse::{self, ReadStrategy, SsseError};
+use card_core::ssse::{self, SsseError};
 use card_core::{CardChannel, CardSession, SendError, TransportError};
 use tokio::sync::oneshot;
 
@@ -612,64 +611,19 @@ impl CardWorker {
         }
     }
 
-    /// The identity check, the same steps and library calls as the kiosk session's: read,
+    /// The identity check of every terminal mode ([`crate::session::check_identity`]): read,
     /// authenticate (certificate chain and a fresh challenge), expiry, hot list, PIN tries.
     /// `verdict` says how far it got.
     fn check_card(&mut self, verdict: &mut CardVerdict) -> Result<Checked, RejectReason> {
         let channel = self.source.open().map_err(RejectReason::Unreadable)?;
-        let mut session = CardSession::new(channel);
-        let identity = card_core::channel::rerun_after_reset(&mut session, |s| {
-            ssse::read_identity(s, ReadStrategy::AllRecords)
-        })
-        .map_err(|e| match e {
-            SsseError::NotSsseCard => RejectReason::Unreadable("not a social-security card".into()),
-            e => RejectReason::Unreadable(e.to_string()),
-        })?;
-        verdict.name = identity.holder.name.to_string();
-        verdict.ssn = identity.holder.ssn.to_string();
-        verdict.card_number = identity.card.card_number.to_string();
-        verdict.expiry = identity.card.expiry_date.to_string();
+        let session = CardSession::new(channel);
         let today = self.now().ssse_date();
-        let mut challenge = [0u8; ssse::auth::CHALLENGE_LEN];
-        getrandom::fill(&mut challenge).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
-        let month = YearMonth {
-            year: today.year,
-            month: today.month,
-        };
-        let authenticated =
-            ssse::auth::authenticate_card(&mut session, &self.trust, &identity, &challenge, month)
-                .map_err(|e| {
-                    verdict.genuine = Some(false);
-                    RejectReason::NotGenuine(e.to_string())
-                })?;
-        verdict.genuine = Some(true);
-        verdict.in_date = Some(!identity.card.is_expired(today));
-        if identity.card.is_expired(today) {
-            return Err(RejectReason::Expired(identity.card.expiry_date));
-        }
-        let pan = authenticated.pan_digits();
-        if let Ok(ledger) = self.ledger()
-            && let Ok(pan) = pan.parse::<LedgerPan>()
-            && matches!(
-                ledger.hotlist_check(&pan),
-                Err(LedgerError::CardHotListed { .. })
-            )
-        {
-            verdict.not_hot_listed = Some(false);
-            return Err(RejectReason::HotListed);
-        }
-        verdict.not_hot_listed = Some(true);
-        ssse::select(&mut session).map_err(|e| RejectReason::Unreadable(e.to_string()))?;
-        let tries = match ssse::pin_tries_left(&mut session) {
-            Ok(Some(0)) => return Err(RejectReason::PinBlocked),
-            Ok(Some(n)) => n,
-            Ok(None) => 3,
-            Err(e) => return Err(RejectReason::Unreadable(e.to_string())),
-        };
-        verdict.tries_left = Some(tries);
+        let trust = self.trust.clone();
+        let ledger = self.ledger().ok().map(|l| &*l);
+        let checked = crate::session::check_identity(session, &trust, ledger, today, verdict)?;
         Ok(Checked {
-            session,
-            identity,
+            session: checked.session,
+            identity: checked.identity,
             verified: false,
         })
     }
