@@ -8,6 +8,7 @@
 //! pcscd safely.
 
 pub mod fs;
+pub mod hostile;
 pub mod image;
 pub mod os;
 pub mod pboc;

@@ -30,6 +30,47 @@ use crate::os::SoftCard;
 /// A card shared between the slot's thread and its owner.
 pub type SharedCard = Arc<Mutex<SoftCard>>;
 
+/// What a slot serves: the software card, or anything that answers like a card (the hostile
+/// cards of [`crate::hostile`]). vpcd's control messages map onto the first four methods.
+pub trait SlotCard: Send {
+    /// Power on (vpcd `01`).
+    fn power_on(&mut self);
+    /// Power off (vpcd `00`).
+    fn power_off(&mut self);
+    /// Reset (vpcd `02`).
+    fn reset(&mut self);
+    /// The ATR (vpcd `04`).
+    fn atr(&self) -> Vec<u8>;
+    /// The answer to a command APDU; `None` leaves vpcd waiting for one (a mute card).
+    fn answer(&mut self, apdu: &[u8]) -> Option<Vec<u8>>;
+}
+
+impl SlotCard for SoftCard {
+    fn power_on(&mut self) {
+        SoftCard::power_on(self);
+    }
+    fn power_off(&mut self) {
+        SoftCard::power_off(self);
+    }
+    fn reset(&mut self) {
+        SoftCard::reset(self);
+    }
+    fn atr(&self) -> Vec<u8> {
+        SoftCard::atr(self).to_vec()
+    }
+    fn answer(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        Some(self.process(apdu))
+    }
+}
+
+/// Any card a slot can serve, shared between the slot's thread and its owner.
+pub type DynCard = Arc<Mutex<dyn SlotCard>>;
+
+fn lock_dyn<'a>(card: &'a Mutex<dyn SlotCard + 'static>) -> MutexGuard<'a, dyn SlotCard + 'static> {
+    card.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Lock a shared card, recovering from a poisoned lock (a panicking test thread must not take
 /// the card down with it).
 pub fn lock(card: &SharedCard) -> MutexGuard<'_, SoftCard> {
@@ -100,7 +141,11 @@ struct Control {
 
 /// Serve one vpcd connection until it closes. `pull_after` counts APDUs; when it reaches zero
 /// the card is pulled *before* answering that APDU (after processing it if `pull_processed`).
-fn serve(mut stream: TcpStream, card: &SharedCard, control: &Control) -> io::Result<Ended> {
+fn serve(
+    mut stream: TcpStream,
+    card: &Mutex<dyn SlotCard>,
+    control: &Control,
+) -> io::Result<Ended> {
     let mut buf = Vec::with_capacity(300);
     loop {
         let quickack = control.quickack.load(Ordering::Relaxed);
@@ -108,15 +153,11 @@ fn serve(mut stream: TcpStream, card: &SharedCard, control: &Control) -> io::Res
             return Ok(Ended::PeerClosed);
         }
         match buf.as_slice() {
-            [0x00] => lock(card).power_off(),
-            [0x01] => {
-                lock(card).power_on();
-            }
-            [0x02] => {
-                lock(card).reset();
-            }
+            [0x00] => lock_dyn(card).power_off(),
+            [0x01] => lock_dyn(card).power_on(),
+            [0x02] => lock_dyn(card).reset(),
             [0x04] => {
-                let atr = lock(card).atr().to_vec();
+                let atr = lock_dyn(card).atr();
                 write_message(&mut stream, &atr)?;
             }
             [_] => {
@@ -127,11 +168,11 @@ fn serve(mut stream: TcpStream, card: &SharedCard, control: &Control) -> io::Res
                 let left = control.pull_after.load(Ordering::SeqCst);
                 if left == 1 {
                     control.pull_after.store(0, Ordering::SeqCst);
-                    let mut card = lock(card);
+                    let mut card = lock_dyn(card);
                     if control.pull_processed.load(Ordering::SeqCst) {
                         // The card did the work and committed it; power goes before the
                         // answer leaves.
-                        let _ = card.process(apdu);
+                        let _ = card.answer(apdu);
                     }
                     let _ = stream.shutdown(Shutdown::Both);
                     card.power_off();
@@ -140,15 +181,19 @@ fn serve(mut stream: TcpStream, card: &SharedCard, control: &Control) -> io::Res
                 if left > 1 {
                     control.pull_after.store(left - 1, Ordering::SeqCst);
                 }
-                let response = lock(card).process(apdu);
-                write_message(&mut stream, &response)?;
+                // A mute card leaves vpcd waiting: nothing is written back.
+                if let Some(response) = lock_dyn(card).answer(apdu) {
+                    write_message(&mut stream, &response)?;
+                }
             }
         }
     }
 }
 
 struct Running {
-    card: SharedCard,
+    /// The software card, when the slot serves one.
+    card: Option<SharedCard>,
+    served: DynCard,
     stop: Arc<AtomicBool>,
     stream: Arc<Mutex<Option<TcpStream>>>,
     thread: JoinHandle<()>,
@@ -212,12 +257,27 @@ impl VirtualSlot {
 
     /// The card in the slot.
     pub fn card(&self) -> Option<SharedCard> {
-        self.running.as_ref().map(|r| Arc::clone(&r.card))
+        self.running.as_ref().and_then(|r| r.card.clone())
     }
 
     /// Insert a card: connect to vpcd and serve it. A card already in the slot is removed
     /// first. Fails if vpcd cannot be reached.
     pub fn insert(&mut self, card: SharedCard) -> Result<(), SlotError> {
+        let served: DynCard = card.clone();
+        self.insert_served(served, Some(card))
+    }
+
+    /// Insert any [`SlotCard`] (a hostile card, say), as [`VirtualSlot::insert`] does the
+    /// software card. [`VirtualSlot::card`] and [`VirtualSlot::remove`] give `None` for it.
+    pub fn insert_any(&mut self, card: DynCard) -> Result<(), SlotError> {
+        self.insert_served(card, None)
+    }
+
+    fn insert_served(
+        &mut self,
+        served: DynCard,
+        card: Option<SharedCard>,
+    ) -> Result<(), SlotError> {
         self.remove();
         let first =
             TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).map_err(|source| {
@@ -230,7 +290,7 @@ impl VirtualSlot {
         let stop = Arc::new(AtomicBool::new(false));
         let stream_slot = Arc::new(Mutex::new(first.try_clone().ok()));
         let thread = {
-            let card = Arc::clone(&card);
+            let card = Arc::clone(&served);
             let stop = Arc::clone(&stop);
             let stream_slot = Arc::clone(&stream_slot);
             let control = Arc::clone(&self.control);
@@ -266,7 +326,7 @@ impl VirtualSlot {
                             // pcscd went away or the connection broke: the card stays in the
                             // slot and reconnects when vpcd is back.
                             Ok(Ended::PeerClosed) | Err(_) => {
-                                lock(&card).power_off();
+                                lock_dyn(&card).power_off();
                                 std::thread::sleep(Duration::from_millis(50));
                             }
                         }
@@ -279,6 +339,7 @@ impl VirtualSlot {
         };
         self.running = Some(Running {
             card,
+            served,
             stop,
             stream: stream_slot,
             thread,
@@ -308,7 +369,7 @@ impl VirtualSlot {
         self.control.quickack.store(on, Ordering::Relaxed);
     }
 
-    /// Remove the card (pcscd reports the removal). Returns it.
+    /// Remove the card (pcscd reports the removal). Returns it if it is a software card.
     pub fn remove(&mut self) -> Option<SharedCard> {
         let running = self.running.take()?;
         running.stop.store(true, Ordering::Relaxed);
@@ -318,8 +379,8 @@ impl VirtualSlot {
             let _ = s.shutdown(Shutdown::Both);
         }
         let _ = running.thread.join();
-        lock(&running.card).power_off();
-        Some(running.card)
+        lock_dyn(&running.served).power_off();
+        running.card
     }
 }
 

@@ -164,6 +164,16 @@ pub enum PbocError {
         /// Offset of the entry in the AFL.
         offset: usize,
     },
+    /// The AFL names more records than a terminal reads
+    /// ([`records::MAX_AFL_RECORDS`]): a card answering an AFL of 62 files of 255 records
+    /// each would otherwise keep the terminal busy with some 15 800 READ RECORDs.
+    #[error("the AFL names {records} records, more than the {limit} a terminal reads")]
+    AflTooLong {
+        /// Records the AFL names.
+        records: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// READ RECORD of an AFL record did not answer `9000` (JR/T 0025.6 §7.4.4).
     #[error("READ RECORD {record} of SFI {sfi} answered {sw}")]
     ReadRecord {

@@ -33,19 +33,36 @@ pub struct RecordsRead {
     pub count: usize,
 }
 
+/// Most records an AFL may name. JR/T 0025 sets no number; cards name a handful (the
+/// project's profile six, docs/pboc-profile.md), and an AFL of one short GPO answer can name
+/// 62 × 255. The limit bounds what a hostile card can make the terminal read.
+pub const MAX_AFL_RECORDS: usize = 128;
+
 /// READ RECORD `00 B2 record (SFI<<3)|4 00`.
 pub fn read_record_command(sfi: u8, record: u8) -> Command {
     Command::new(0x00, 0xb2, record, (sfi << 3) | 0x04).expect_data()
 }
 
 /// Read every record the AFL names into `store` (JR/T 0025.6 §7.4.4). `gpo_tags` are the tags
-/// the GPO answer already returned; a record must not repeat them.
+/// the GPO answer already returned; a record must not repeat them. An AFL naming more than
+/// [`MAX_AFL_RECORDS`] records is refused before anything is read.
 pub fn read_afl_records<C: CardChannel>(
     s: &mut CardSession<C>,
     afl: &Afl,
     store: &mut DataStore,
     gpo_tags: &[Tag],
 ) -> Result<RecordsRead, PbocError> {
+    let named: usize = afl
+        .0
+        .iter()
+        .map(|e| usize::from(e.last.saturating_sub(e.first)) + 1)
+        .sum();
+    if named > MAX_AFL_RECORDS {
+        return Err(PbocError::AflTooLong {
+            records: named,
+            limit: MAX_AFL_RECORDS,
+        });
+    }
     let mut out = RecordsRead::default();
     let mut from_records: Vec<Tag> = Vec::new();
     for entry in &afl.0 {
@@ -300,6 +317,29 @@ mod tests {
 
     fn afl(hex: &str) -> Afl {
         Afl::parse(&hex::decode(hex).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_afl_naming_too_many_records_is_refused_before_any_read() {
+        // SFI 1 records 1-255 (255 records): nothing is sent to the card.
+        let mut s = session("");
+        let mut store = DataStore::new();
+        assert_eq!(
+            read_afl_records(&mut s, &afl("0801FF00"), &mut store, &[]),
+            Err(PbocError::AflTooLong {
+                records: 255,
+                limit: MAX_AFL_RECORDS
+            })
+        );
+        assert_eq!(s.exchanges(), 0);
+        // Exactly the limit is read (each record an empty template).
+        let script: String = (1..=128u8)
+            .map(|r| format!("> 00B2{r:02X}0C00\n< 7000 9000\n"))
+            .collect();
+        let mut s = session(&script);
+        let read = read_afl_records(&mut s, &afl("08018000"), &mut store, &[]).unwrap();
+        assert_eq!(read.count, MAX_AFL_RECORDS);
+        s.channel().assert_finished().unwrap();
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //!
 //! Each command is answered by one line starting with `ok` or `error`. With `--state-dir`
 //! each card's memory persists in `<dir>/<name>.json` across runs.
+//!
+//! With `--hostile MODE` every card inserted misbehaves as `MODE` says (`mute`,
+//! `endless-61xx`, `junk-records`, ...: `firmware_tests::hostile::HostileMode`), on a fresh
+//! in-memory copy of its profile; docs/reliability.md shows what the terminal tools make of it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -22,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use firmware_tests::hostile::{HostileCard, HostileMode};
 use firmware_tests::storage::{FileStorage, MemoryStorage, Storage};
 use firmware_tests::vpcd::lock;
 use firmware_tests::{Profile, SharedCard, SoftCard, VirtualSlot};
@@ -44,6 +49,40 @@ struct Args {
     /// Insert this card at start.
     #[arg(long, value_name = "NAME")]
     insert: Option<String>,
+    /// Every card inserted misbehaves in this way (a fresh in-memory copy of its profile):
+    /// mute, no-status, empty, wrong-le-loop, endless-61xx, junk-records, extended-junk,
+    /// truncated, malformed-fci, wrong-success-sw, auth-garbage, absurd-afl, log-255.
+    #[arg(long, value_name = "MODE")]
+    hostile: Option<HostileMode>,
+}
+
+/// Put card `name` into the slot, as a hostile card when `hostile` says so.
+fn insert_card(
+    slot: &mut VirtualSlot,
+    name: &str,
+    cards: &BTreeMap<String, SharedCard>,
+    profiles: &BTreeMap<String, Profile>,
+    hostile: Option<HostileMode>,
+) -> Result<()> {
+    match hostile {
+        None => {
+            let card = cards
+                .get(name)
+                .with_context(|| format!("no card named {name}"))?;
+            slot.insert(Arc::clone(card))?;
+        }
+        Some(mode) => {
+            let profile = profiles
+                .get(name)
+                .with_context(|| format!("no card named {name}"))?;
+            let image = profile
+                .build()
+                .with_context(|| format!("profile of card {name}"))?;
+            let card = HostileCard::new(SoftCard::in_memory(image), mode);
+            slot.insert_any(Arc::new(Mutex::new(card)))?;
+        }
+    }
+    Ok(())
 }
 
 fn open_card(name: &str, profile: &Profile, state_dir: Option<&PathBuf>) -> Result<SharedCard> {
@@ -86,10 +125,7 @@ fn main() -> Result<()> {
     let mut out = stdout.lock();
 
     if let Some(name) = &args.insert {
-        let card = cards
-            .get(name)
-            .with_context(|| format!("no card named {name}"))?;
-        slot.insert(Arc::clone(card))?;
+        insert_card(&mut slot, name, &cards, &profiles, args.hostile)?;
         inserted = Some(name.clone());
     }
     writeln!(
@@ -119,23 +155,22 @@ fn main() -> Result<()> {
                     .collect();
                 format!("ok {}", list.join("; "))
             }
-            (Some("insert"), Some(name)) => match cards.get(name) {
-                None => format!("error no card named {name}"),
-                Some(card) => match slot.insert(Arc::clone(card)) {
+            (Some("insert"), Some(name)) => {
+                match insert_card(&mut slot, name, &cards, &profiles, args.hostile) {
                     Ok(()) => {
                         inserted = Some(name.to_string());
                         format!("ok inserted {name}")
                     }
-                    Err(e) => format!("error {e}"),
-                },
-            },
-            (Some("remove"), None) => match slot.remove() {
-                Some(_) => {
-                    let name = inserted.take().unwrap_or_default();
-                    format!("ok removed {name}")
+                    Err(e) => format!("error {e:#}"),
                 }
-                None => "ok no card was inserted".to_string(),
-            },
+            }
+            (Some("remove"), None) => {
+                slot.remove();
+                match inserted.take() {
+                    Some(name) => format!("ok removed {name}"),
+                    None => "ok no card was inserted".to_string(),
+                }
+            }
             (Some("pull-after"), Some(n)) => match n.parse::<u64>() {
                 Ok(n) if n > 0 => {
                     slot.pull_after(n);
@@ -152,6 +187,11 @@ fn main() -> Result<()> {
                         c.image().pin.tries_left
                     )
                 }
+                (Some(name), None) if slot.is_inserted() => format!(
+                    "ok inserted={name} hostile={} apdus={}",
+                    args.hostile.map_or("none", HostileMode::name),
+                    slot.apdus()
+                ),
                 _ => format!("ok inserted=none apdus={}", slot.apdus()),
             },
             (Some("quit"), None) => break,
