@@ -4,7 +4,8 @@
 #   scripts/gui-env.sh install     install the Debian packages that are missing: Xvfb, a window
 #                                  manager, Mesa (OpenGL and Vulkan in software, for the window
 #                                  and for the snapshot tests), xdotool and ImageMagick (the
-#                                  window test drives the kiosk and takes screenshots)
+#                                  window test drives the kiosk and takes screenshots), Chromium
+#                                  and a CJK font (cardctl's HTML report, screenshotted headless)
 #   scripts/gui-env.sh runtime-dir print a private XDG_RUNTIME_DIR (created 0700) for sessions
 #                                  without a login manager
 set -euo pipefail
@@ -21,6 +22,8 @@ PACKAGES=(
     mesa-vulkan-drivers
     libxkbcommon-x11-0
     poppler-utils
+    chromium
+    fonts-noto-cjk
 )
 
 die() {
@@ -66,7 +69,7 @@ case "${1:-}" in
     install) cmd_install ;;
     runtime-dir) cmd_runtime_dir ;;
     *)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac

@@ -11,7 +11,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 scripts/pcsc-env.sh install
-scripts/gui-env.sh install      # Xvfb, Mesa, xdotool: the kiosk's snapshot and window tests
+scripts/gui-env.sh install      # Xvfb, Mesa, xdotool: the kiosk's snapshot and window tests; Chromium: cardctl's report
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
     XDG_RUNTIME_DIR="$(scripts/gui-env.sh runtime-dir)"
     export XDG_RUNTIME_DIR

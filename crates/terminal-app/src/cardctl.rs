@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use card_core::CardSession;
-use card_core::apdu::{Command as Apdu, HexFmt};
+use card_core::apdu::HexFmt;
 use card_core::atr::Atr;
 use card_core::channel::SessionOptions;
 use card_core::secret::Pin;
@@ -55,7 +55,8 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-fn open(common: &Common) -> Result<CardSession<PcscCard>> {
+/// Open the reader of `common` (the first with a card if none is named), with its trace.
+pub(crate) fn open(common: &Common) -> Result<CardSession<PcscCard>> {
     let mut ctx = PcscContext::new()?;
     let card = match &common.reader {
         Some(r) => ctx.connect(r, common.protocol)?,
@@ -137,8 +138,9 @@ pub fn watch(out: &mut dyn Write, count: Option<usize>, timeout: Option<Duration
     }
 }
 
-/// `cardctl atr`: the ATR of the card in the reader, decoded.
-pub fn atr(out: &mut dyn Write, common: &Common) -> Result<()> {
+/// `cardctl atr`: the ATR of the card in the reader, decoded, and named from pcsc-tools'
+/// `smartcard_list.txt` (`list`, or the installed one).
+pub fn atr(out: &mut dyn Write, common: &Common, list: Option<&std::path::Path>) -> Result<()> {
     let mut ctx = PcscContext::new()?;
     let states = ctx.reader_states()?;
     let status = match &common.reader {
@@ -164,6 +166,7 @@ pub fn atr(out: &mut dyn Write, common: &Common) -> Result<()> {
         }
         Err(e) => writeln!(out, "  not a valid ATR: {e}")?,
     }
+    crate::techtools::cli::write_atr_names(out, &status.atr, list)?;
     Ok(())
 }
 
@@ -403,8 +406,10 @@ pub fn apdu(out: &mut dyn Write, common: &Common, apdus: &[String], raw: bool) -
     for text in apdus {
         let bytes = hex::decode(text.replace([' ', ':'], ""))
             .with_context(|| format!("{text:?} is not hex"))?;
-        let cmd = Apdu::parse(&bytes).with_context(|| format!("{text:?} is not a command APDU"))?;
-        writeln!(out, "> {}", HexFmt(&bytes))?;
+        // PIN commands go out marked sensitive: echoed and traced without their data.
+        let cmd = crate::techtools::user_command(&bytes)
+            .with_context(|| format!("{text:?} is not a command APDU"))?;
+        writeln!(out, "> {}", crate::techtools::shown(&bytes, &cmd))?;
         let r = s.send(&cmd)?;
         if r.data().is_empty() {
             writeln!(out, "< {}", r.sw())?;

@@ -15,3 +15,4 @@ pub mod payment;
 pub mod receipt;
 pub mod service_view;
 pub mod session;
+pub mod techtools;

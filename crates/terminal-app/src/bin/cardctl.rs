@@ -1,6 +1,7 @@
 //! `cardctl`: the field technician's card tool. See `cardctl --help`.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage, 3 wrong PIN, 4 PIN blocked, 5 card not genuine.
+//! docs/cardctl.md describes every subcommand.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use reader_driver::ProtocolChoice;
 use terminal_app::cardctl::{self, Common, Exit};
+use terminal_app::techtools;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Social-security card tool for field technicians")]
@@ -46,8 +48,58 @@ enum Cmd {
         #[arg(long)]
         timeout: Option<f64>,
     },
-    /// Show and decode the card's ATR.
-    Atr,
+    /// Show and decode the card's ATR, and name the card from pcsc-tools' smartcard_list.txt.
+    Atr {
+        /// The list of ATRs and card names (default: the one pcsc-tools installed).
+        #[arg(long, value_name = "FILE")]
+        list: Option<PathBuf>,
+    },
+    /// Which applications the card has (SSSE, PKI, PBOC debit/credit, electronic cash) and
+    /// their versions, without starting a transaction.
+    Identify {
+        /// Show personal data (card number, PAN, EC balance) in clear.
+        #[arg(long)]
+        reveal: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The TLV tree of everything the card gives without a PIN, tags named; personal data
+    /// masked.
+    Dump {
+        /// Show personal data in clear.
+        #[arg(long)]
+        reveal: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Read payment records without GET PROCESSING OPTIONS (leaves the ATC alone).
+        #[arg(long)]
+        no_gpo: bool,
+    },
+    /// Run another subcommand with a redacted APDU trace (JSON lines) to FILE, or to standard
+    /// output (the subcommand's own output then goes to standard error).
+    Trace {
+        /// Append the trace to FILE instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The subcommand and its arguments, e.g. `-- identify`.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// The diagnostics report: reader, ATR and its name, applications, checks; as JSON and as
+    /// a self-contained HTML page (personal data masked).
+    Report {
+        /// Write the JSON report to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the HTML report to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// The list of ATRs and card names (default: the one pcsc-tools installed).
+        #[arg(long, value_name = "FILE")]
+        list: Option<PathBuf>,
+    },
     /// Read the social-security identity (EF05, EF06); personal data masked.
     Read {
         /// Show personal data in clear.
@@ -79,14 +131,48 @@ enum Cmd {
         /// Do not fetch 61xx data or re-send on 6Cxx.
         #[arg(long)]
         raw: bool,
+        /// Interactive console: APDUs from standard input, one per line, with history
+        /// (`!!`, `!N`, `history`).
+        #[arg(long, conflicts_with = "apdus")]
+        console: bool,
+        /// Console history file (commands carrying a PIN are never written to it).
+        #[arg(long, value_name = "FILE", requires = "console")]
+        history: Option<PathBuf>,
         /// The APDUs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "console")]
         apdus: Vec<String>,
     },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `trace -- <subcommand>`: the inner subcommand with the trace on.
+    let mut trace_to_stdout = false;
+    if let Cmd::Trace { out, command } = &cli.command {
+        let (out, command) = (out.clone(), command.clone());
+        let inner = match Cli::try_parse_from(
+            std::iter::once("cardctl".to_string()).chain(command.iter().cloned()),
+        ) {
+            Ok(inner) => inner,
+            Err(e) => e.exit(),
+        };
+        if matches!(inner.command, Cmd::Trace { .. }) {
+            eprintln!("cardctl: trace: the subcommand cannot be trace again");
+            return ExitCode::from(2);
+        }
+        trace_to_stdout = out.is_none();
+        cli = Cli {
+            reader: inner.reader.or(cli.reader),
+            protocol: if matches!(inner.protocol, Proto::Any) {
+                cli.protocol
+            } else {
+                inner.protocol
+            },
+            // Standard output as a file: the trace writer appends to a path (Linux).
+            trace: Some(out.unwrap_or_else(|| PathBuf::from("/dev/stdout"))),
+            command: inner.command,
+        };
+    }
     let common = Common {
         reader: cli.reader,
         protocol: match cli.protocol {
@@ -97,7 +183,12 @@ fn main() -> ExitCode {
         trace: cli.trace,
     };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let stderr = std::io::stderr();
+    let mut out: Box<dyn std::io::Write> = if trace_to_stdout {
+        Box::new(stderr.lock())
+    } else {
+        Box::new(stdout.lock())
+    };
     let result = match cli.command {
         Cmd::Readers => cardctl::readers(&mut out),
         Cmd::Watch { count, timeout } => cardctl::watch(
@@ -105,7 +196,21 @@ fn main() -> ExitCode {
             count,
             timeout.map(|t| Duration::from_secs_f64(t.max(0.0))),
         ),
-        Cmd::Atr => cardctl::atr(&mut out, &common),
+        Cmd::Atr { list } => cardctl::atr(&mut out, &common, list.as_deref()),
+        Cmd::Identify { reveal, json } => techtools::cli::identify(&mut out, &common, reveal, json),
+        Cmd::Dump {
+            reveal,
+            json,
+            no_gpo,
+        } => techtools::cli::dump(&mut out, &common, reveal, json, no_gpo),
+        Cmd::Trace { .. } => Ok(()),
+        Cmd::Report { json, html, list } => techtools::cli::report(
+            &mut out,
+            &common,
+            json.as_deref(),
+            html.as_deref(),
+            list.as_deref(),
+        ),
         Cmd::Read {
             reveal,
             by_tag,
@@ -115,7 +220,13 @@ fn main() -> ExitCode {
             .and_then(|pin| cardctl::verify_pin(&mut out, &common, &pin)),
         Cmd::PinStatus => cardctl::pin_status(&mut out, &common),
         Cmd::Authenticate { trust } => cardctl::authenticate(&mut out, &common, &trust),
-        Cmd::Apdu { raw, apdus } => cardctl::apdu(&mut out, &common, &apdus, raw),
+        Cmd::Apdu {
+            raw,
+            console: true,
+            history,
+            ..
+        } => techtools::cli::console(&mut out, &common, raw, history),
+        Cmd::Apdu { raw, apdus, .. } => cardctl::apdu(&mut out, &common, &apdus, raw),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
