@@ -367,3 +367,115 @@ fn qpboc_purchase_cut_at_every_commit_is_resolved() {
         );
     }
 }
+
+/// What `check_debit` answered, without the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Completed,
+    NotDone,
+    Wrapped,
+}
+
+/// After a cut debit the card goes on to other purchases before it comes back with the intent
+/// pending. While its cyclic log of ten records (JR/T 0025.5 §18.1), full from earlier
+/// purchases, still reaches back to the debit's ATC (`atc_before + 1`), `check_debit` settles
+/// the intent as before; once later purchases have overwritten that slot it cannot know, and
+/// says so (`LogWrapped`) instead of `NotDone`, whether the debit happened (answer lost) or
+/// not (torn).
+#[test]
+fn a_log_wrapped_past_the_debit_is_unclear() {
+    use Answer::*;
+    use card_core::pboc::recovery::UnclearReason;
+    // (flow, cut, whether the card debited, [(purchases after, answer)]).
+    let cases = [
+        // The debit's record, ATC n+1, survives nine more purchases, not ten.
+        (
+            Flow::Contact,
+            Cut::AnswerLost(4),
+            true,
+            [(9, Completed), (10, Wrapped), (12, Wrapped)],
+        ),
+        // The GPO counted n+1 without a record: nine more leave the log reaching the
+        // purchase before the intent (ATC n), ten do not.
+        (
+            Flow::Contact,
+            Cut::Torn(4),
+            false,
+            [(9, NotDone), (10, Wrapped), (12, Wrapped)],
+        ),
+        (
+            Flow::Qpboc,
+            Cut::AnswerLost(2),
+            true,
+            [(9, Completed), (10, Wrapped), (12, Wrapped)],
+        ),
+        // The torn GPO did not count: the next purchase has ATC n+1, and the log proves the
+        // debit absent as long as it keeps that record (ten more), not after twelve.
+        (
+            Flow::Qpboc,
+            Cut::Torn(1),
+            false,
+            [(9, NotDone), (10, NotDone), (12, Wrapped)],
+        ),
+    ];
+    for (flow, cut, happened, runs) in cases {
+        for (more, expected) in runs {
+            let what = format!("{flow:?} {cut:?} then {more} purchases");
+            let mut card = TestCard::new("zhangsan");
+            // Ten purchases first: the log is full from the start.
+            for _ in 0..10 {
+                let (rec, _, _) = purchase(&mut card, flow, 100, None);
+                assert_eq!(rec.outcome, Outcome::ApprovedOffline, "{what}");
+            }
+            let before = ec_view(&mut card);
+            assert_eq!(before.log.len(), 10, "{what}");
+            let (_, intents, _) = purchase(&mut card, flow, 1_500, Some(cut));
+            card.power_cycle();
+            let intent = intents.first().expect("an intent").clone();
+            assert_eq!(intent.atc_before, Some(before.atc), "{what}");
+            let debited = before.balance.checked_sub(intent.amount).unwrap();
+            let after_cut = ec_view(&mut card);
+            assert_eq!(
+                after_cut.balance,
+                if happened { debited } else { before.balance },
+                "{what}"
+            );
+            for _ in 0..more {
+                let (rec, _, _) = purchase(&mut card, flow, 100, None);
+                assert_eq!(rec.outcome, Outcome::ApprovedOffline, "{what}");
+            }
+            let now = ec_view(&mut card);
+            assert_eq!(now.log.len(), 10, "{what}");
+            let oldest = now.log.last().and_then(LogRecord::atc).unwrap();
+            let debit_atc = before.atc + 1;
+
+            let mut s = CardSession::new(&mut card.card);
+            let app = ec::select_application(&mut s, &TerminalConfig::kiosk()).unwrap();
+            let got = match check_debit(&mut s, &app, &intent).unwrap() {
+                Recovery::Completed(r) => {
+                    assert!(happened, "{what}: completed, yet the card did not debit");
+                    assert_eq!(r.atc(), Some(debit_atc), "{what}");
+                    assert_eq!(r.amount(), Some(intent.amount), "{what}");
+                    Completed
+                }
+                Recovery::NotDone => {
+                    assert!(!happened, "{what}: not done, yet the card debited");
+                    // Proven only while the log reaches the debit's ATC or older.
+                    assert!(oldest <= debit_atc, "{what}: oldest {oldest}");
+                    NotDone
+                }
+                Recovery::Unclear(UnclearReason::LogWrapped {
+                    records,
+                    oldest_atc,
+                }) => {
+                    assert_eq!(records, 10, "{what}");
+                    assert_eq!(oldest_atc, Some(oldest), "{what}");
+                    assert!(oldest > debit_atc, "{what}: oldest {oldest}");
+                    Wrapped
+                }
+                other => panic!("{what}: {other:?}"),
+            };
+            assert_eq!(got, expected, "{what}");
+        }
+    }
+}
