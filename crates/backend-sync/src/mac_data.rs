@@ -1,23 +1,34 @@
-//! The data a PBOC card MACs into its application cryptogram, in the layout this stack's
-//! kernel fills, so the server can check that the MACed amount, currency, date, type and ATC
-//! are the ones the entry claims.
+//! The data a PBOC card MACs into its application cryptogram, as [`parse`] reads it and
+//! [`build`] writes it, so the server can check that the MACed amount, currency, date, type and
+//! ATC are the ones the entry claims.
 //!
-//! The layout is the recommended minimum data set of JR/T 0025.7 §6.1.1 (the same as EMV Book 2
-//! §8.1.1, Table 26), the CDOL1 data first and the card's own elements after it:
+//! The layout is that of cryptogram version 01: the elements and their order of JR/T 0025.5
+//! 附录 E 表E.1 (the order of 附录 D.1 表D.1), eight terminal elements and then the card's
+//! own. The first ten are the recommended minimum set of JR/T 0025.7 §6.1.1 表22 (EMV Book 2
+//! §8.1.1, Table 26); the card verification results are the optional source of 表23. The
+//! terminal elements are the values the card received for those tags, looked up by tag: in
+//! GENERATE AC, whose data is what CDOL1 (CDOL2 for the second) asks for (JR/T 0025.5 §14.3,
+//! 附录 D.2 step 1), and in the PDOL data of GET PROCESSING OPTIONS (qPBOC). It is not the CDOL1
+//! data as sent: a CDOL1 may ask for more (the project's card also asks for the time `9F21` and
+//! the merchant name `9F4E`), which is not MACed. card-core rebuilds the same bytes on the
+//! terminal (`TransactionRecord::cryptogram_input`, docs/pboc-kernel.md "The cryptogram input").
 //!
-//! | offset | length | element |
-//! |---:|---:|---|
-//! | 0 | 6 | Amount, Authorised (9F02), n12 BCD |
-//! | 6 | 6 | Amount, Other (9F03), n12 BCD |
-//! | 12 | 2 | Terminal Country Code (9F1A) |
-//! | 14 | 5 | Terminal Verification Results (95) |
-//! | 19 | 2 | Transaction Currency Code (5F2A), n3 BCD |
-//! | 21 | 3 | Transaction Date (9A), YYMMDD BCD |
-//! | 24 | 1 | Transaction Type (9C) |
-//! | 25 | 4 | Unpredictable Number (9F37) |
-//! | 29 | 2 | Application Interchange Profile (82) |
-//! | 31 | 2 | Application Transaction Counter (9F36) |
-//! | 33 | .. | card verification results and any further elements (not checked) |
+//! | offset | length | element | [`check`] compares it with |
+//! |---:|---:|---|---|
+//! | 0 | 6 | Amount, Authorised (9F02), n12 BCD | the entry's amount in fen |
+//! | 6 | 6 | Amount, Other (9F03) | – |
+//! | 12 | 2 | Terminal Country Code (9F1A) | – |
+//! | 14 | 5 | Terminal Verification Results (95) | – |
+//! | 19 | 2 | Transaction Currency Code (5F2A), n3 BCD | the entry's currency |
+//! | 21 | 3 | Transaction Date (9A), YYMMDD BCD | the date of the entry's time |
+//! | 24 | 1 | Transaction Type (9C) | the entry kind's type (`00` purchase, `20` refund) |
+//! | 25 | 4 | Unpredictable Number (9F37) | – |
+//! | 29 | 2 | Application Interchange Profile (82) | – |
+//! | 31 | 2 | Application Transaction Counter (9F36) | the ATC the entry's card result gives |
+//! | 33 | 4 | Card Verification Results (bytes 4-7 of 9F10) | – |
+//!
+//! 37 bytes in all. [`parse`] needs the 33 up to and including the ATC ([`MIN_LEN`]) and ignores
+//! whatever follows; the wire carries at most 256 ([`crate::entry::MAX_MAC_DATA`]).
 
 use crate::entry::{Algorithm, EntryKind, TxnTime};
 
@@ -152,12 +163,16 @@ pub struct MacInputs {
     pub unpredictable: [u8; 4],
     /// ATC.
     pub atc: u16,
-    /// The algorithm (goes into the CVR's algorithm byte position for realism only).
+    /// The algorithm: its identifier (JR/T 0025.5 附录 F 表F.1, `01` 3DES, `04` SM4) goes into
+    /// the third byte of the CVR [`build`] writes. A real card keeps it in `9F10` after the
+    /// CVR, not in it; here it only makes the data of the two algorithms differ.
     pub algorithm: Algorithm,
 }
 
-/// Build MACed data in this layout (what the kernel and the tests' simulated card produce):
-/// terminal country 0156, TVR all zero, AIP 7C00, a 4-byte CVR `03 A0 00 00`.
+/// Build 37 bytes of MACed data in this layout, as the tests' simulated card
+/// (`testkit`) MACs it: the amount, `9F03` zero, terminal country `0156`, TVR all zero, the
+/// currency, the date of the transaction time, the kind's transaction type, the unpredictable
+/// number, AIP `7C00`, the ATC, and the CVR `03 A0 <algorithm> 00` ([`MacInputs::algorithm`]).
 pub fn build(i: &MacInputs) -> Vec<u8> {
     let mut d = Vec::with_capacity(37);
     d.extend(to_bcd(i.amount_fen, 6));
