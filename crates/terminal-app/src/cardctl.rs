@@ -65,9 +65,14 @@ pub(crate) fn open(common: &Common) -> Result<CardSession<PcscCard>> {
     let reader = card.reader().to_string();
     let mut session = CardSession::new(card);
     if let Some(path) = &common.trace {
-        let trace = JsonLinesTrace::open(path, &reader)
-            .with_context(|| format!("opening trace file {}", path.display()))?;
-        session.set_trace(Some(Box::new(trace)));
+        if path.as_os_str() == "-" {
+            // `--trace -`: standard output (`cardctl trace` without `--out`).
+            session.set_trace(Some(Box::new(crate::techtools::StdoutTrace::new(&reader))));
+        } else {
+            let trace = JsonLinesTrace::open(path, &reader)
+                .with_context(|| format!("opening trace file {}", path.display()))?;
+            session.set_trace(Some(Box::new(trace)));
+        }
     }
     Ok(session)
 }

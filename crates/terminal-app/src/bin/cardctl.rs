@@ -21,7 +21,7 @@ struct Cli {
     /// Protocol to connect with.
     #[arg(long, global = true, value_enum, default_value_t = Proto::Any)]
     protocol: Proto,
-    /// Append a redacted APDU trace (JSON lines) to FILE.
+    /// Append a redacted APDU trace (JSON lines) to FILE ("-": standard output).
     #[arg(long, global = true, value_name = "FILE")]
     trace: Option<PathBuf>,
     #[command(subcommand)]
@@ -168,8 +168,8 @@ fn main() -> ExitCode {
             } else {
                 inner.protocol
             },
-            // Standard output as a file: the trace writer appends to a path (Linux).
-            trace: Some(out.unwrap_or_else(|| PathBuf::from("/dev/stdout"))),
+            // "-": standard output.
+            trace: Some(out.unwrap_or_else(|| PathBuf::from("-"))),
             command: inner.command,
         };
     }

@@ -54,6 +54,39 @@ pub fn shown(bytes: &[u8], cmd: &Command) -> String {
     }
 }
 
+/// The trace of `cardctl trace` without `--out` (and of `--trace -`): the JSON lines of
+/// [`reader_driver::JsonLinesTrace`] on standard output, one flushed line per exchange.
+pub struct StdoutTrace {
+    reader: String,
+    seq: u64,
+}
+
+impl StdoutTrace {
+    /// Lines tagged with `reader`.
+    pub fn new(reader: &str) -> Self {
+        Self {
+            reader: reader.to_string(),
+            seq: 0,
+        }
+    }
+}
+
+impl card_core::trace::TraceSink for StdoutTrace {
+    fn record(&mut self, event: &card_core::trace::TraceEvent<'_>) {
+        use std::io::Write;
+        self.seq += 1;
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let line = reader_driver::JsonLinesTrace::line(ts, &self.reader, self.seq, event);
+        let mut out = std::io::stdout().lock();
+        // A trace must never stop the card work: write errors are dropped.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
 /// Parse a hex APDU as people type it: spaces and colons allowed.
 pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let clean: String = text.chars().filter(|c| !matches!(c, ' ' | ':')).collect();

@@ -492,6 +492,52 @@ mod tests {
         }
     }
 
+    fn checks_of(card: &str, today: &str) -> Vec<CheckRow> {
+        let image = firmware_tests::Profile::embedded(card)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut s = card_core::CardSession::new(firmware_tests::SoftCard::in_memory(image));
+        let id = crate::techtools::identify::identify(&mut s, false).unwrap();
+        let atr = AtrPart {
+            hex: "3B".into(),
+            decoded: Vec::new(),
+            names: Vec::new(),
+            list: "none".into(),
+        };
+        basic_checks(&atr, true, &id, Some(today))
+    }
+
+    fn outcome(rows: &[CheckRow], id: &str) -> (Outcome, String) {
+        let r = rows.iter().find(|r| r.id == id).unwrap();
+        (r.outcome, r.detail.clone())
+    }
+
+    #[test]
+    fn basic_checks_find_blocked_pins_expiry_and_missing_ec() {
+        let rows = checks_of("blocked", "2026-03-01");
+        assert_eq!(
+            outcome(&rows, "ssse.pin"),
+            (Outcome::Fail, "blocked".into())
+        );
+        assert_eq!(outcome(&rows, "ssse.expiry").0, Outcome::Pass);
+        assert_eq!(outcome(&rows, "atr.known").0, Outcome::Warn);
+        let rows = checks_of("zhangsan", "2034-01-15");
+        assert_eq!(
+            outcome(&rows, "ssse.expiry"),
+            (Outcome::Fail, "expired on 2034-01-14".into())
+        );
+        assert_eq!(
+            outcome(&checks_of("zhangsan", "2034-01-14"), "ssse.expiry").0,
+            Outcome::Pass
+        );
+        assert_eq!(outcome(&rows, "pboc.ec").0, Outcome::Pass);
+        assert_eq!(outcome(&rows, "pki.certificates").0, Outcome::Warn);
+        // No payment application: no payment checks.
+        let rows = checks_of("expired", "2026-03-01");
+        assert!(rows.iter().all(|r| !r.id.starts_with("pboc.")));
+    }
+
     #[test]
     fn html_escapes_and_colours() {
         let page = html(&sample());
