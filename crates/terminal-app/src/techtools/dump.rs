@@ -33,6 +33,8 @@ use super::identify::{MaskKind, PBOC_AIDS, mask_text};
 
 /// Most records read per file without an AFL, and from a PSE directory.
 const MAX_RECORDS: u8 = 16;
+/// Most records read by an AFL.
+const MAX_AFL_RECORDS: usize = 64;
 
 /// The GET DATA objects asked for in a payment application.
 pub const GET_DATA_TAGS: [u16; 9] = [
@@ -314,6 +316,25 @@ impl<C: CardChannel> Dumper<'_, C> {
         cmd: &Command,
     ) -> Result<Response, SendError> {
         let r = self.s.send(cmd)?;
+        self.record(title, context, cmd, &r);
+        Ok(r)
+    }
+
+    /// Send a command and record its answer only if it is `9000` (or, for SELECT, `6283`).
+    fn read_if_ok(
+        &mut self,
+        title: impl Into<String>,
+        context: Context,
+        cmd: &Command,
+    ) -> Result<Response, SendError> {
+        let r = self.s.send(cmd)?;
+        if r.is_success() || (cmd.ins == 0xa4 && r.sw() == StatusWord::SelectedFileInvalidated) {
+            self.record(title, context, cmd, &r);
+        }
+        Ok(r)
+    }
+
+    fn record(&mut self, title: impl Into<String>, context: Context, cmd: &Command, r: &Response) {
         let bytes = cmd.to_bytes().unwrap_or_default();
         let mut section = Section {
             title: title.into(),
@@ -342,7 +363,6 @@ impl<C: CardChannel> Dumper<'_, C> {
             }
         }
         self.out.push(section);
-        Ok(r)
     }
 
     fn select(&mut self, title: impl Into<String>, name: &[u8]) -> Result<Response, SendError> {
@@ -459,12 +479,11 @@ impl<C: CardChannel> Dumper<'_, C> {
         let cmd = Command::new(0x00, 0xa4, 0x04, 0x00)
             .with_data(aid)
             .expect_data();
-        // Probe first, so absent applications leave no section.
-        let probe = self.s.send(&cmd)?;
-        if !(probe.is_success() || probe.sw() == StatusWord::SelectedFileInvalidated) {
+        // Absent applications leave no section.
+        let r = self.read_if_ok(format!("{who}: SELECT"), Context::Emv, &cmd)?;
+        if !(r.is_success() || r.sw() == StatusWord::SelectedFileInvalidated) {
             return Ok(());
         }
-        let r = self.read(format!("{who}: SELECT"), Context::Emv, &cmd)?;
         let fci = select::parse_fci(r.data()).ok();
         let mut read_by_afl = false;
         if let (false, Some((date, time))) = (self.opts.no_gpo, self.opts.clock) {
@@ -490,14 +509,19 @@ impl<C: CardChannel> Dumper<'_, C> {
                     && let Ok(po) = gpo::parse_gpo_response(r.data(), false)
                 {
                     read_by_afl = true;
-                    for e in &po.afl.0 {
-                        for record in e.first..=e.last {
-                            self.read(
-                                format!("{who}: record {record} of SFI {} (AFL)", e.sfi),
-                                Context::Emv,
-                                &card_core::pboc::records::read_record_command(e.sfi, record),
-                            )?;
-                        }
+                    // A hostile AFL can name thousands of records: read at most MAX_AFL_RECORDS.
+                    let records = po
+                        .afl
+                        .0
+                        .iter()
+                        .flat_map(|e| (e.first..=e.last).map(move |r| (e.sfi, r)))
+                        .take(MAX_AFL_RECORDS);
+                    for (sfi, record) in records {
+                        self.read(
+                            format!("{who}: record {record} of SFI {sfi} (AFL)"),
+                            Context::Emv,
+                            &card_core::pboc::records::read_record_command(sfi, record),
+                        )?;
                     }
                 }
             }
@@ -505,26 +529,24 @@ impl<C: CardChannel> Dumper<'_, C> {
         if !read_by_afl {
             for sfi in 1..=10u8 {
                 for record in 1..=MAX_RECORDS {
-                    let cmd = card_core::pboc::records::read_record_command(sfi, record);
-                    let probe = self.s.send(&cmd)?;
-                    if !probe.is_success() {
-                        break;
-                    }
-                    self.read(
+                    let r = self.read_if_ok(
                         format!("{who}: record {record} of SFI {sfi}"),
                         Context::Emv,
-                        &cmd,
+                        &card_core::pboc::records::read_record_command(sfi, record),
                     )?;
+                    if !r.is_success() {
+                        break;
+                    }
                 }
             }
         }
         for tag in GET_DATA_TAGS {
             let [p1, p2] = tag.to_be_bytes();
-            let cmd = Command::new(0x80, 0xca, p1, p2).expect_data();
-            let probe = self.s.send(&cmd)?;
-            if probe.is_success() {
-                self.read(format!("{who}: GET DATA {tag:04X}"), Context::Emv, &cmd)?;
-            }
+            self.read_if_ok(
+                format!("{who}: GET DATA {tag:04X}"),
+                Context::Emv,
+                &Command::new(0x80, 0xca, p1, p2).expect_data(),
+            )?;
         }
         Ok(())
     }
@@ -633,6 +655,30 @@ mod tests {
         }
         let json = serde_json::to_string(&d).unwrap();
         assert!(!json.contains("6230580000000000013"));
+    }
+
+    #[test]
+    fn hostile_cards_end_with_a_result_in_bounded_commands() {
+        use firmware_tests::hostile::{HostileCard, HostileMode};
+        for mode in HostileMode::ALL {
+            for no_gpo in [false, true] {
+                let mut s = CardSession::new(HostileCard::fixture("zhangsan", mode).unwrap());
+                let d = dump(
+                    &mut s,
+                    DumpOptions {
+                        reveal: false,
+                        no_gpo,
+                        clock: clock(),
+                    },
+                );
+                let text = d.map(|d| d.lines().join("\n")).unwrap_or_default();
+                assert!(!text.contains("张三"), "{mode}: {text}");
+                assert!(s.exchanges() < 400, "{mode}: {} APDUs", s.exchanges());
+            }
+            let mut s = CardSession::new(HostileCard::fixture("zhangsan", mode).unwrap());
+            let _ = crate::techtools::identify::identify(&mut s, false);
+            assert!(s.exchanges() < 400, "{mode}: {} APDUs", s.exchanges());
+        }
     }
 
     #[test]
