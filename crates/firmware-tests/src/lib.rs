@@ -5,8 +5,11 @@
 //! pcscd through the vpcd driver ([`vpcd::VirtualSlot`], and the `virtual-card` binary that
 //! holds several cards and inserts or removes them on command). Card contents come from TOML
 //! profiles of fictional people ([`profile`]). [`testenv`] lets tests share the machine's one
-//! pcscd safely.
+//! pcscd safely. [`conformance`] is the conformance and health suite, run against this card or
+//! any real one through any reader; [`testcards`] issues good and deliberately broken cards for
+//! it.
 
+pub mod conformance;
 pub mod fs;
 pub mod hostile;
 pub mod image;
@@ -16,6 +19,7 @@ pub mod personalize;
 pub mod profile;
 pub mod serial_reader;
 pub mod storage;
+pub mod testcards;
 pub mod testenv;
 pub mod vpcd;
 
