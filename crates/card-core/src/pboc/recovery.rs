@@ -187,9 +187,24 @@ pub fn check_debit<C: CardChannel>(
     } else {
         covered |= newer.len() >= since;
     }
+    // The debit's own record: its amount and date, the ATC the card gave the debit (GET
+    // PROCESSING OPTIONS adds one to `atc_before`) when the log keeps ATCs, and its time when
+    // the card had one to log (a card logs the elements the terminal sent it; a qPBOC PDOL
+    // without `9F21` leaves 00:00:00, which is not compared). A later purchase of the same
+    // amount on the same day therefore never passes for it, nor, with times, does the next
+    // purchase after a torn qPBOC GET PROCESSING OPTIONS the card never processed, which takes
+    // the same ATC. Without times that one case stays open on the card; the server refuses a
+    // recovered debit whose ATC a TC of the card used (docs/sync-protocol.md).
+    let debit_atc = u32::from(before) + 1;
     let mut matches: Vec<LogRecord> = newer
         .iter()
-        .filter(|r| r.amount() == Some(intent.amount) && r.date() == Some(intent.date))
+        .filter(|r| {
+            r.amount() == Some(intent.amount)
+                && r.date() == Some(intent.date)
+                && r.time()
+                    .is_none_or(|t| t.to_bcd() == [0; 3] || t == intent.time)
+                && (!with_atc || r.atc().map(u32::from) == Some(debit_atc))
+        })
         .cloned()
         .collect();
     match (matches.len(), intent.ec_balance_before, balance_now) {
@@ -417,6 +432,25 @@ mod tests {
         // Ten since, ten kept: the log covers them all.
         assert_eq!(
             run_with(f, &app(), "0012", "000000049000", &full),
+            Recovery::NotDone
+        );
+    }
+
+    #[test]
+    fn a_later_purchase_of_the_same_amount_is_not_taken_for_the_debit() {
+        let older = "261127 110000 000000000200 0008 00 9000";
+        // The debit's slot (ATC 9) has no record; a purchase of the same amount the same day
+        // took ATC 10 (at another terminal, say).
+        let later = "261128 130000 000000000150 000A 00 9000";
+        assert_eq!(
+            run("000A", "000000049850", &[later, older]),
+            Recovery::NotDone
+        );
+        // A torn qPBOC GPO the card never processed: the next purchase takes ATC 9 itself,
+        // with the same amount and date but another time.
+        let next = "261128 120005 000000000150 0009 00 9000";
+        assert_eq!(
+            run("0009", "000000049850", &[next, older]),
             Recovery::NotDone
         );
     }
