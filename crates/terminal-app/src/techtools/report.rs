@@ -312,6 +312,26 @@ pub fn html(r: &Report) -> String {
         e(&r.version)
     ));
 
+    if r.checks.is_some() || !r.identification.applications.is_empty() {
+        let apps: Vec<String> = r
+            .identification
+            .applications
+            .iter()
+            .map(|a| match &a.version {
+                Some(v) => format!("{} {v}", a.kind.short()),
+                None => a.kind.short().to_string(),
+            })
+            .collect();
+        let [pass, warn, fail, _] = r.tally();
+        h.push_str(&format!(
+            "<p class=\"summary\">Applications: <b>{}</b> &nbsp; Checks: \
+             <span class=\"badge pass\">{pass} pass</span>\
+             <span class=\"badge warn\">{warn} warn</span>\
+             <span class=\"badge fail\">{fail} fail</span></p>\n",
+            e(&apps.join(", "))
+        ));
+    }
+
     // Reader and ATR.
     h.push_str("<h2>Reader and ATR</h2>\n<table>\n");
     for (k, v) in [
