@@ -48,7 +48,10 @@ fn suite(card: &str, protocol: ProtocolChoice, want: ActiveProtocol) {
     let mut s = CardSession::new(c);
     let report = checks::run_all(&mut s, &Expected::fixture(card).unwrap())
         .unwrap_or_else(|e| panic!("{card} {protocol:?}: {e}"));
-    assert_eq!(report.passed, ["status words", "identity", "pin"]);
+    assert_eq!(
+        report.passed,
+        ["status words", "conformance", "identity", "pin"]
+    );
     let (stats, _) = reader.stats();
     assert_eq!(
         stats.retransmissions + stats.naks_sent + stats.garbled,

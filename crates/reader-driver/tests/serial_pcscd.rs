@@ -49,7 +49,10 @@ fn run(card: &str, protocol: ProtocolChoice, want: ActiveProtocol) {
     let mut s = CardSession::new(c);
     let report = checks::run_all(&mut s, &Expected::fixture(card).unwrap())
         .unwrap_or_else(|e| panic!("pcscd+libccidtwin {card} {protocol:?}: {e}"));
-    assert_eq!(report.passed, ["status words", "identity", "pin"]);
+    assert_eq!(
+        report.passed,
+        ["status words", "conformance", "identity", "pin"]
+    );
     drop(s);
     assert_eq!(control.cmd("tries").unwrap(), "0");
     control.cmd("remove").unwrap();

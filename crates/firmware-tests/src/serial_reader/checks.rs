@@ -1,19 +1,21 @@
 //! Checks any card path must pass, written once over any [`CardSession`] so that pcscd with
 //! libccidtwin (through reader-driver's `PcscCard`) and reader-driver's own serial backend run
-//! exactly the same code. They stand in for the conformance suite until it exists:
+//! exactly the same code:
 //!
 //! 1. the status word of wrong requests (a subset of `tests/softcard.rs`, the ones every
 //!    transport carries unchanged: no malformed APDUs, which T=0 cannot express);
-//! 2. the SSSE identity read with both strategies, compared with the fixture's profile;
-//! 3. PIN: wrong twice, right, then wrong until blocked, and the right PIN refused once blocked.
+//! 2. the conformance suite ([`crate::conformance`]): no check may fail (ISO/IEC 7816-4
+//!    behaviour with `6Cxx` and `61xx` as the transport delivers them, the applications);
+//! 3. the SSSE identity read with both strategies, compared with the fixture's profile;
+//! 4. PIN: wrong twice, right, then wrong until blocked, and the right PIN refused once blocked.
 //!
 //! The PIN check blocks the card: insert a fresh one before running the checks again.
 
+use card_core::CardSession;
 use card_core::apdu::Command;
 use card_core::channel::CardChannel;
 use card_core::secret::Pin;
 use card_core::ssse::{self, ReadStrategy, SsseError};
-use card_core::{CardSession, StatusWord};
 
 use crate::Profile;
 
@@ -155,18 +157,7 @@ pub fn status_words<C: CardChannel>(s: &mut CardSession<C>) -> Result<(), CheckF
             ));
         }
     }
-    // A wrong Le is corrected (6Cxx) and GET CHALLENGE gives 8 bytes.
-    let r = send_hex(s, "SELECT")?;
-    if !r.is_success() {
-        return Err(fail("status words", "SELECT SSSE"));
-    }
-    let r = send_hex(s, "00B2072805")?;
-    if r.sw() != StatusWord::Success || r.data().get(..2) != Some(&[0x07, 0x09][..]) {
-        return Err(fail(
-            "status words",
-            format!("wrong Le: {:04X}", r.sw().to_u16()),
-        ));
-    }
+    // GET CHALLENGE gives 8 bytes (a wrong Le is the conformance suite's iso.wrong_le).
     let r = send_hex(s, "0084000008")?;
     if r.data().len() != 8 || !r.is_success() {
         return Err(fail("status words", "GET CHALLENGE"));
@@ -231,8 +222,24 @@ pub fn pin<C: CardChannel>(s: &mut CardSession<C>, e: &Expected) -> Result<(), C
     Ok(())
 }
 
+/// The conformance suite, on the date the fixtures are all valid (2026-03-15) and without trust
+/// anchors (the fixtures' PKI application is not personalised): no check may fail.
+pub fn conformance<C: CardChannel>(s: &mut CardSession<C>) -> Result<(), CheckFailure> {
+    let today = card_core::ssse::Date::new(2026, 3, 15).map_err(|e| fail("conformance", e))?;
+    let report = crate::conformance::run(s, &crate::conformance::Options::new(today));
+    let failed: Vec<String> = report
+        .failures()
+        .map(|c| format!("{}: {}", c.id, c.reason))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(fail("conformance", failed.join("; ")))
+    }
+}
+
 /// All checks on a card of fixture `e` fresh from power-on (the status word checks expect no
-/// file selected): status words, identity, PIN.
+/// file selected): status words, the conformance suite, identity, PIN.
 pub fn run_all<C: CardChannel>(
     s: &mut CardSession<C>,
     e: &Expected,
@@ -241,6 +248,8 @@ pub fn run_all<C: CardChannel>(
     let mut report = Report::default();
     status_words(s)?;
     report.passed.push("status words");
+    conformance(s)?;
+    report.passed.push("conformance");
     identity(s, e)?;
     report.passed.push("identity");
     pin(s, e)?;
