@@ -26,6 +26,8 @@ pub const EXIT_WRONG_PIN: i32 = 3;
 pub const EXIT_PIN_BLOCKED: i32 = 4;
 /// Exit code for a card that is not genuine.
 pub const EXIT_NOT_GENUINE: i32 = 5;
+/// Exit code of `check` when a check failed.
+pub const EXIT_CHECK_FAILED: i32 = 1;
 
 /// Options every subcommand shares.
 #[derive(Debug, Clone, Default)]
@@ -423,6 +425,88 @@ pub fn apdu(out: &mut dyn Write, common: &Common, apdus: &[String], raw: bool) -
         }
     }
     Ok(())
+}
+
+/// Options of `cardctl check`.
+#[derive(Debug, Clone, Default)]
+pub struct CheckArgs {
+    /// Trust store (the format of `authenticate --trust`): the CA keys certificates are
+    /// verified against. Without it the certificate checks are skipped.
+    pub trust: Option<PathBuf>,
+    /// The date validity is checked against (default: today, UTC).
+    pub date: Option<Date>,
+    /// Print the report as JSON.
+    pub json: bool,
+    /// Do not send GET PROCESSING OPTIONS: the card is left exactly as it was, and the PBOC
+    /// ICC certificate is not verified.
+    pub no_gpo: bool,
+    /// Show the electronic cash balance in the reasons.
+    pub reveal: bool,
+}
+
+/// A date on the command line: `YYYY-MM-DD` (or `YYYYMMDD`).
+pub fn parse_date(text: &str) -> Result<Date, String> {
+    Date::parse(&text.replace('-', ""))
+        .map_err(|e| format!("{text:?} is not a date YYYY-MM-DD: {e}"))
+}
+
+/// `cardctl check`: the conformance and health suite of firmware-tests
+/// ([`firmware_tests::conformance`]) on the card in the reader: one line per check
+/// (`PASS|WARN|FAIL|SKIP  id  reason`) and the counts, or the report as JSON. Fails (exit 1)
+/// when any check fails. Never sends a PIN; sends GET PROCESSING OPTIONS (one transaction on
+/// the card) only when the trust store holds the payment application's CA and `no_gpo` is
+/// not set.
+pub fn check(out: &mut dyn Write, common: &Common, args: &CheckArgs) -> Result<()> {
+    use firmware_tests::conformance::{self, Options};
+    let mut trust = card_core::pboc::CaStore::new();
+    if let Some(path) = &args.trust {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading trust store {}", path.display()))?;
+        let store = ssse::auth::parse_trust_store(&text)
+            .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))?;
+        for key in store.keys() {
+            trust.add_sm2(key.clone());
+        }
+    }
+    let date = match args.date {
+        Some(d) => d,
+        None => today().context("no clock: give the date with --date")?,
+    };
+    let opts = Options {
+        gpo: !args.no_gpo,
+        reveal: args.reveal,
+        ..Options::new(date).with_trust(trust)
+    };
+    let mut s = open(common)?;
+    let reader = s.channel().reader().to_string();
+    let report = conformance::run(&mut s, &opts);
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("reader".into(), reader.into());
+            map.insert("date".into(), date.to_string().into());
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    } else {
+        writeln!(out, "reader: {reader}")?;
+        writeln!(out, "date:   {date}")?;
+        writeln!(out, "{report}")?;
+    }
+    out.flush()?;
+    let failed: Vec<&str> = report.failures().map(|c| c.id).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Exit {
+        code: EXIT_CHECK_FAILED,
+        message: format!(
+            "{} of {} checks failed: {}",
+            failed.len(),
+            report.checks.len(),
+            failed.join(", ")
+        ),
+    }
+    .into())
 }
 
 #[cfg(test)]

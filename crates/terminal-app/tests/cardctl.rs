@@ -494,3 +494,177 @@ fn authenticate_a_genuine_card_and_a_clone_through_pcscd() {
         stderr(&o)
     );
 }
+
+/// A leased slot with `card` inserted and seen by pcscd.
+fn slot_with_card(card: firmware_tests::SharedCard) -> (SlotLease, VirtualSlot) {
+    let lease = env().lease().unwrap();
+    wait_present(&lease.reader, false);
+    let mut slot = VirtualSlot::new(lease.port);
+    slot.insert(card).unwrap();
+    wait_present(&lease.reader, true);
+    (lease, slot)
+}
+
+/// `cardctl check` on an issued card (firmware_tests::testcards) with its trust store.
+fn check_card(card: &firmware_tests::testcards::IssuedCard, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.txt");
+    std::fs::write(&trust, &card.trust_text).unwrap();
+    let (lease, _slot) = slot_with_card(card.shared());
+    let mut args = vec![
+        "check",
+        "--reader",
+        &lease.reader,
+        "--trust",
+        trust.to_str().unwrap(),
+        "--date",
+        "2026-03-15",
+    ];
+    args.extend_from_slice(extra);
+    cardctl(&args, None)
+}
+
+#[test]
+fn check_passes_an_issued_card_one_line_per_check() {
+    let card = firmware_tests::testcards::issue("zhangsan").unwrap();
+    let o = check_card(&card, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("reader: SSCard Virtual"), "{text}");
+    assert_eq!(lines[1], "date:   2026-03-15");
+    let checks = &lines[2..lines.len() - 1];
+    assert_eq!(checks.len(), 23, "{text}");
+    for line in checks {
+        assert!(line.starts_with("PASS  "), "{line}");
+    }
+    for line in [
+        "PASS  iso.wrong_cla            SELECT with CLA 20: 6E00 (class not supported)",
+        "PASS  ssse.pin_tries           3 PIN tries left",
+        "PASS  pboc.log                 3 records, ATC 0003 down to 0001, newest first, none above \
+         the card's ATC 0003; dates and amounts valid",
+    ] {
+        assert!(checks.contains(&line), "{line}\n{text}");
+    }
+    assert!(
+        checks
+            .iter()
+            .any(|l| l.starts_with("PASS  pki.certificates         the chain verifies")),
+        "{text}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &"23 passed, 0 warnings, 0 failed, 0 skipped"
+    );
+    // Personal data stays masked; the balance is shown only with --reveal.
+    for secret in [
+        "张三",
+        "110105198703153011",
+        "A00000011",
+        "6230580000000000013",
+        "459.50",
+    ] {
+        assert!(!text.contains(secret), "{secret}: {text}");
+    }
+
+    // JSON, with the balance revealed and without GET PROCESSING OPTIONS.
+    let o = check_card(&card, &["--json", "--reveal", "--no-gpo"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["date"], "2026-03-15");
+    assert_eq!(v["summary"]["fail"], 0);
+    assert_eq!(v["summary"]["skipped"], 1);
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 23);
+    let by_id = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap().clone();
+    assert_eq!(by_id("pboc.icc_certificate")["verdict"], "skip");
+    assert!(
+        by_id("pboc.ec")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the balance 459.50 is within the balance limit 1000.00"),
+        "{v}"
+    );
+}
+
+#[test]
+fn check_fails_each_broken_card_with_its_reason() {
+    use firmware_tests::testcards::Defect;
+    for defect in Defect::ALL {
+        let card = firmware_tests::testcards::broken("zhangsan", defect).unwrap();
+        let o = check_card(&card, &[]);
+        assert_eq!(o.status.code(), Some(1), "{defect:?}: {}", stdout(&o));
+        let text = stdout(&o);
+        let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+        let want = match defect {
+            Defect::BadCertificate => {
+                "FAIL  pki.certificates         card certificate rejected: format 14: the SM2 \
+                 signature does not verify"
+            }
+            Defect::PinBlocked => {
+                "FAIL  ssse.pin_tries           the PIN is blocked: no tries left"
+            }
+            Defect::InconsistentLog => {
+                "FAIL  pboc.log                 records 2 and 3 have the same ATC 0002; the newest \
+                 record's ATC 0004 is above the card's ATC 0003"
+            }
+            _ => unreachable!(),
+        };
+        assert_eq!(fails, [want], "{defect:?}:\n{text}");
+        // Without a certified card key the challenge is not checked.
+        let summary = if defect == Defect::BadCertificate {
+            "21 passed, 0 warnings, 1 failed, 1 skipped"
+        } else {
+            "22 passed, 0 warnings, 1 failed, 0 skipped"
+        };
+        assert_eq!(text.lines().last(), Some(summary), "{text}");
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "cardctl: 1 of 23 checks failed: {}\n",
+                defect.failing_check()
+            )
+        );
+    }
+}
+
+#[test]
+fn check_without_a_trust_store_skips_the_certificates_and_refuses_a_bad_date() {
+    let card = firmware_tests::testcards::issue("zhangsan").unwrap();
+    let (lease, _slot) = slot_with_card(card.shared());
+    let o = cardctl(
+        &["check", "--reader", &lease.reader, "--date", "2026-03-15"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let skipped: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("SKIP"))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "pki.certificates",
+            "pki.challenge",
+            "pboc.issuer_certificate",
+            "pboc.icc_certificate"
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains("no trust anchor for the social-security CA (RID D156000005) was given"),
+        "{text}"
+    );
+    let o = cardctl(
+        &["check", "--reader", &lease.reader, "--date", "2026-02-30"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("\"2026-02-30\" is not a date YYYY-MM-DD"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -120,6 +120,28 @@ enum Cmd {
     },
     /// Show how many PIN tries are left, without using one.
     PinStatus,
+    /// The conformance and health suite: ISO 7816 behaviour, PIN tries, certificate chains
+    /// and dates, electronic cash and its limits, ATC, transaction log; one line per check
+    /// (PASS, WARN, FAIL, SKIP) with its reason. Exit 1 when a check fails.
+    Check {
+        /// Trust store: CA keys, one per line (RID INDEX MMYY X||Y, hex); without it the
+        /// certificate checks are skipped.
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Check validity against this date, YYYY-MM-DD (default: today).
+        #[arg(long, value_name = "DATE", value_parser = cardctl::parse_date)]
+        date: Option<card_core::ssse::Date>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Do not send GET PROCESSING OPTIONS (leaves the ATC alone; the PBOC ICC certificate
+        /// is then not verified).
+        #[arg(long)]
+        no_gpo: bool,
+        /// Show the electronic cash balance.
+        #[arg(long)]
+        reveal: bool,
+    },
     /// Check that the card is genuine: certificate chain and a fresh challenge.
     Authenticate {
         /// Trust store: CA keys, one per line (RID INDEX MMYY X||Y, hex).
@@ -220,6 +242,23 @@ fn main() -> ExitCode {
             .and_then(|pin| cardctl::verify_pin(&mut out, &common, &pin)),
         Cmd::PinStatus => cardctl::pin_status(&mut out, &common),
         Cmd::Authenticate { trust } => cardctl::authenticate(&mut out, &common, &trust),
+        Cmd::Check {
+            trust,
+            date,
+            json,
+            no_gpo,
+            reveal,
+        } => cardctl::check(
+            &mut out,
+            &common,
+            &cardctl::CheckArgs {
+                trust,
+                date,
+                json,
+                no_gpo,
+                reveal,
+            },
+        ),
         Cmd::Apdu {
             raw,
             console: true,
