@@ -593,24 +593,42 @@ fn assert_well_formed(html: &str) {
 }
 
 fn make_report(card: &str, dir: &Path) -> (serde_json::Value, String, PathBuf) {
-    let (lease, _slot) = slot_with(card);
+    make_report_of(card, shared_fixture(card).unwrap(), None, dir)
+}
+
+/// `cardctl report` of `card` in a fresh slot, with the trust anchors `trust` if given.
+fn make_report_of(
+    name: &str,
+    card: firmware_tests::SharedCard,
+    trust: Option<&str>,
+    dir: &Path,
+) -> (serde_json::Value, String, PathBuf) {
+    let lease = env().lease().unwrap();
+    wait_present(&lease.reader, false);
+    let mut slot = VirtualSlot::new(lease.port);
+    slot.insert(card).unwrap();
+    wait_present(&lease.reader, true);
     let list = write_list(dir);
-    let json = dir.join(format!("{card}.json"));
-    let html = dir.join(format!("{card}.html"));
-    let o = cardctl(
-        &[
-            "report",
-            "--reader",
-            &lease.reader,
-            "--json",
-            json.to_str().unwrap(),
-            "--html",
-            html.to_str().unwrap(),
-            "--list",
-            list.to_str().unwrap(),
-        ],
-        None,
-    );
+    let json = dir.join(format!("{name}.json"));
+    let html = dir.join(format!("{name}.html"));
+    let mut args = vec![
+        "report".to_string(),
+        "--reader".into(),
+        lease.reader.clone(),
+        "--json".into(),
+        json.display().to_string(),
+        "--html".into(),
+        html.display().to_string(),
+        "--list".into(),
+        list.display().to_string(),
+    ];
+    if let Some(text) = trust {
+        let file = dir.join(format!("{name}-trust.txt"));
+        std::fs::write(&file, text).unwrap();
+        args.extend(["--trust".to_string(), file.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = cardctl(&args, None);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -662,15 +680,24 @@ fn report_json_and_html_have_every_section_and_no_personal_data() {
             .unwrap()
             .to_string()
     };
+    // The report's own ATR checks, then the conformance suite of `cardctl check`.
+    assert_eq!(checks[0]["id"], "atr.valid");
     assert_eq!(outcome("atr.valid"), "pass");
     assert_eq!(outcome("atr.known"), "pass");
-    assert_eq!(outcome("ssse.expiry"), "pass");
-    assert_eq!(outcome("ssse.pin"), "pass");
-    assert_eq!(outcome("pki.certificates"), "warn");
-    assert_eq!(outcome("pboc.version"), "pass");
+    assert_eq!(outcome("ssse.select"), "pass");
+    assert_eq!(outcome("ssse.card_dates"), "pass");
+    assert_eq!(outcome("ssse.pin_tries"), "pass");
+    assert_eq!(outcome("iso.wrong_cla"), "pass");
+    assert_eq!(outcome("pboc.select"), "pass");
     assert_eq!(outcome("pboc.ec"), "pass");
+    // No trust anchors given: no certificate verified, no GET PROCESSING OPTIONS.
+    assert_eq!(outcome("pki.certificates"), "skip");
+    assert_eq!(outcome("pboc.icc_certificate"), "skip");
     assert!(
-        v["checks_note"].as_str().unwrap().contains("conformance"),
+        v["checks_note"]
+            .as_str()
+            .unwrap()
+            .contains("without trust anchors"),
         "{v}"
     );
     assert_no_secrets(&v.to_string());
@@ -684,8 +711,8 @@ fn report_json_and_html_have_every_section_and_no_personal_data() {
         "0030 (PBOC 3.0)",
         "card number: A*******1",
         "PAN: 623058*********0013",
-        "<tr class=\"pass\"><td><code>ssse.expiry</code>",
-        "<tr class=\"warn\"><td><code>pki.certificates</code>",
+        "<tr class=\"pass\"><td><code>ssse.card_dates</code>",
+        "<tr class=\"skip\"><td><code>pki.certificates</code>",
         "Personal data is masked.",
     ] {
         assert!(html.contains(want), "{want:?} not in the HTML");
@@ -698,11 +725,60 @@ fn report_json_and_html_have_every_section_and_no_personal_data() {
     // An expired card fails its expiry check, in red.
     let (v, html, _) = make_report("expired", dir.path());
     let checks = v["checks"].as_array().unwrap();
-    let expiry = checks.iter().find(|c| c["id"] == "ssse.expiry").unwrap();
-    assert_eq!(expiry["outcome"], "fail");
-    assert_eq!(expiry["detail"], "expired on 2020-02-29");
-    assert!(html.contains("<tr class=\"fail\"><td><code>ssse.expiry</code>"));
+    let dates = checks
+        .iter()
+        .find(|c| c["id"] == "ssse.card_dates")
+        .unwrap();
+    assert_eq!(dates["outcome"], "fail");
+    assert!(
+        dates["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("expired 2020-02-29"),
+        "{dates}"
+    );
+    assert!(html.contains("<tr class=\"fail\"><td><code>ssse.card_dates</code>"));
     assert_well_formed(&html);
+
+    // An issued card with the trust anchors: its certificates verify; a card whose
+    // certificate was tampered with fails that check, in red.
+    let issued = firmware_tests::testcards::issue("zhangsan").unwrap();
+    let (v, _, _) = make_report_of(
+        "issued",
+        issued.shared(),
+        Some(&issued.trust_text),
+        dir.path(),
+    );
+    let checks = v["checks"].as_array().unwrap();
+    let verdict = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap()["outcome"].clone();
+    assert_eq!(verdict("pki.certificates"), "pass", "{v}");
+    assert_eq!(verdict("pki.challenge"), "pass", "{v}");
+    assert_eq!(verdict("pboc.icc_certificate"), "pass", "{v}");
+    assert!(
+        v["checks_note"]
+            .as_str()
+            .unwrap()
+            .contains("with the trust anchors given")
+    );
+    let broken = firmware_tests::testcards::broken(
+        "zhangsan",
+        firmware_tests::testcards::Defect::BadCertificate,
+    )
+    .unwrap();
+    let (v, html, _) = make_report_of(
+        "broken",
+        broken.shared(),
+        Some(&broken.trust_text),
+        dir.path(),
+    );
+    let checks = v["checks"].as_array().unwrap();
+    let certs = checks
+        .iter()
+        .find(|c| c["id"] == "pki.certificates")
+        .unwrap();
+    assert_eq!(certs["outcome"], "fail", "{v}");
+    assert!(html.contains("<tr class=\"fail\"><td><code>pki.certificates</code>"));
+    assert_no_secrets(&html);
 
     // Without files: the JSON on standard output.
     let (lease, _slot) = slot_with("lisi");

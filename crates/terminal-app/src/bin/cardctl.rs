@@ -99,6 +99,10 @@ enum Cmd {
         /// The list of ATRs and card names (default: the one pcsc-tools installed).
         #[arg(long, value_name = "FILE")]
         list: Option<PathBuf>,
+        /// Trust anchors (SM2 CA keys, one per line: RID INDEX MMYY X||Y, hex) to verify the
+        /// certificates; the PBOC ICC certificate then needs GET PROCESSING OPTIONS (ATC + 1).
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
     },
     /// Read the social-security identity (EF05, EF06); personal data masked.
     Read {
@@ -226,12 +230,18 @@ fn main() -> ExitCode {
             no_gpo,
         } => techtools::cli::dump(&mut out, &common, reveal, json, no_gpo),
         Cmd::Trace { .. } => Ok(()),
-        Cmd::Report { json, html, list } => techtools::cli::report(
+        Cmd::Report {
+            json,
+            html,
+            list,
+            trust,
+        } => techtools::cli::report(
             &mut out,
             &common,
             json.as_deref(),
             html.as_deref(),
             list.as_deref(),
+            trust.as_deref(),
         ),
         Cmd::Read {
             reveal,

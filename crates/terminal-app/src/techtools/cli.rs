@@ -175,28 +175,60 @@ pub fn console(
     Ok(())
 }
 
-/// The conformance checks for the report.
-///
-/// TODO(issue 7, `check`): run `firmware_tests::conformance::run` here once the conformance
-/// suite lands in firmware-tests (work in progress beside this: `run(&mut session,
-/// &Options::new(today))` returning a `Report` whose `checks` carry `id`, `title`, `verdict`
-/// Pass/Warn/Fail/Skipped and `reason`), on a fresh session after `identify`, mapping each result
-/// to a [`CheckRow`]; then keep only the `atr.*` rows of [`report::basic_checks`], as the suite
-/// covers the rest under the same ids. Until then the report has the basic checks only and says
-/// so in `checks_note`.
-fn conformance_checks() -> (Vec<CheckRow>, Option<String>) {
-    (
-        Vec::new(),
-        Some(
-            "Basic checks from what the report read. The conformance suite (cardctl check) is \
-             not part of this build yet."
-                .into(),
+/// SM2 trust anchors from a trust-store file (`RID INDEX MMYY X||Y` per line, the format of
+/// `cardctl authenticate --trust`): the social-security CA and the PBOC CA alike.
+pub fn load_trust(path: &Path) -> Result<card_core::pboc::CaStore> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading trust store {}", path.display()))?;
+    let store = card_core::ssse::auth::parse_trust_store(&text)
+        .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))?;
+    let mut ca = card_core::pboc::CaStore::new();
+    for key in store.keys() {
+        ca.add_sm2(key.clone());
+    }
+    Ok(ca)
+}
+
+/// The conformance suite of `cardctl check` (`firmware_tests::conformance`) on the open
+/// session. Without trust anchors it sends only commands that leave the card as it was and
+/// reports the certificate checks skipped; with them it verifies the certificates, and the PBOC
+/// ICC certificate needs GET PROCESSING OPTIONS (the card's ATC goes up by one).
+fn conformance_checks<C: card_core::CardChannel>(
+    s: &mut card_core::CardSession<C>,
+    trust: Option<card_core::pboc::CaStore>,
+) -> (Vec<CheckRow>, Option<String>) {
+    match crate::cardctl::today() {
+        Some(today) => {
+            let with_trust = trust.is_some();
+            let mut opts = firmware_tests::conformance::Options::new(today);
+            if let Some(t) = trust {
+                opts = opts.with_trust(t);
+            }
+            let r = firmware_tests::conformance::run(s, &opts);
+            (
+                report::conformance_rows(&r),
+                Some(format!(
+                    "atr.* are the report's own checks; the others are the conformance suite of \
+                     cardctl check ({} APDUs){}.",
+                    r.apdus,
+                    if with_trust {
+                        ", with the trust anchors given"
+                    } else {
+                        ", run without trust anchors, so the certificate checks are skipped"
+                    }
+                )),
+            )
+        }
+        None => (
+            Vec::new(),
+            Some("the conformance suite was not run: no clock".into()),
         ),
-    )
+    }
 }
 
 /// Build the report of the card in the reader.
-pub fn build_report(common: &Common, list: Option<&Path>) -> Result<Report> {
+pub fn build_report(common: &Common, list: Option<&Path>, trust: Option<&Path>) -> Result<Report> {
+    let trust = trust.map(load_trust).transpose()?;
     let mut s = open(common)?;
     let atr_bytes = s.channel().atr().to_vec();
     let (decoded, atr_valid) = match Atr::parse(&atr_bytes) {
@@ -221,9 +253,8 @@ pub fn build_report(common: &Common, list: Option<&Path>) -> Result<Report> {
         names,
         list: list_text,
     };
-    let today = now.as_ref().and_then(|(t, _, _)| t.get(..10));
-    let mut checks = report::basic_checks(&atr, atr_valid, &id, today);
-    let (more, checks_note) = conformance_checks();
+    let mut checks = report::atr_checks(&atr, atr_valid);
+    let (more, checks_note) = conformance_checks(&mut s, trust);
     checks.extend(more);
     Ok(Report {
         tool: "cardctl".into(),
@@ -263,8 +294,9 @@ pub fn report(
     json: Option<&Path>,
     html: Option<&Path>,
     list: Option<&Path>,
+    trust: Option<&Path>,
 ) -> Result<()> {
-    let r = build_report(common, list)?;
+    let r = build_report(common, list, trust)?;
     let text = serde_json::to_string_pretty(&r)?;
     if json.is_none() && html.is_none() {
         writeln!(out, "{text}")?;

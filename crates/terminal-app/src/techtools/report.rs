@@ -101,23 +101,17 @@ impl Report {
     }
 }
 
-/// Checks that need no command beyond what the report read: the ATR, the card's name, and for
-/// each application found its state (SSSE expiry and PIN, PKI certificates, PBOC version and
-/// electronic cash). `atr_valid` says whether the ATR parsed; `today` is `YYYY-MM-DD`.
-pub fn basic_checks(
-    atr: &AtrPart,
-    atr_valid: bool,
-    id: &Identification,
-    today: Option<&str>,
-) -> Vec<CheckRow> {
-    use super::identify::{EXPIRY_DATE, Kind, PIN_STATE, PIN_TRIES_LEFT, PKI_CERTIFICATES};
+/// The report's own checks of the ATR: well-formed (it parsed, TCK right), and named in
+/// `smartcard_list.txt`. `atr_valid` says whether the ATR parsed.
+pub fn atr_checks(atr: &AtrPart, atr_valid: bool) -> Vec<CheckRow> {
     let row = |id: &str, name: &str, outcome: Outcome, detail: String| CheckRow {
         id: id.into(),
         name: name.into(),
         outcome,
         detail,
     };
-    let mut out = vec![
+    let known = "Card named in smartcard_list.txt";
+    vec![
         row(
             "atr.valid",
             "ATR well-formed (ISO/IEC 7816-3 §8.2, TCK)",
@@ -131,14 +125,14 @@ pub fn basic_checks(
         if atr.names.is_empty() {
             row(
                 "atr.known",
-                "Card named in smartcard_list.txt",
+                known,
                 Outcome::Warn,
                 format!("not in the list ({})", atr.list),
             )
         } else {
             row(
                 "atr.known",
-                "Card named in smartcard_list.txt",
+                known,
                 Outcome::Pass,
                 atr.names
                     .iter()
@@ -147,116 +141,28 @@ pub fn basic_checks(
                     .join("; "),
             )
         },
-    ];
-    match id.of(Kind::Ssse).next() {
-        None => out.push(row(
-            "ssse.present",
-            "Social-security application present",
-            Outcome::Fail,
-            "SELECT of the SSSE AID failed".into(),
-        )),
-        Some(app) => {
-            out.push(row(
-                "ssse.present",
-                "Social-security application present",
-                Outcome::Pass,
-                format!("version {}", app.version.as_deref().unwrap_or("unknown")),
-            ));
-            let expiry = id.detail(Kind::Ssse, EXPIRY_DATE);
-            out.push(match (expiry, today) {
-                (Some(e), Some(t)) if e >= t => row(
-                    "ssse.expiry",
-                    "Card in date",
-                    Outcome::Pass,
-                    format!("valid through {e}"),
-                ),
-                (Some(e), Some(_)) => row(
-                    "ssse.expiry",
-                    "Card in date",
-                    Outcome::Fail,
-                    format!("expired on {e}"),
-                ),
-                _ => row(
-                    "ssse.expiry",
-                    "Card in date",
-                    Outcome::Warn,
-                    "expiry date not read".into(),
-                ),
-            });
-            let tries = id.detail(Kind::Ssse, PIN_TRIES_LEFT);
-            let state = id.detail(Kind::Ssse, PIN_STATE);
-            out.push(match (tries, state) {
-                (Some(n), _) => row(
-                    "ssse.pin",
-                    "Cardholder PIN usable",
-                    Outcome::Pass,
-                    format!("{n} tries left"),
-                ),
-                (None, Some("blocked")) => row(
-                    "ssse.pin",
-                    "Cardholder PIN usable",
-                    Outcome::Fail,
-                    "blocked".into(),
-                ),
-                (None, Some(s)) => {
-                    row("ssse.pin", "Cardholder PIN usable", Outcome::Pass, s.into())
-                }
-                _ => row(
-                    "ssse.pin",
-                    "Cardholder PIN usable",
-                    Outcome::Warn,
-                    "PIN state not read".into(),
-                ),
-            });
-        }
-    }
-    if id.of(Kind::Pki).next().is_some() {
-        let certs = id.detail(Kind::Pki, PKI_CERTIFICATES).unwrap_or("unknown");
-        out.push(row(
-            "pki.certificates",
-            "PKI application personalised",
-            if certs.starts_with("present") {
-                Outcome::Pass
-            } else {
-                Outcome::Warn
+    ]
+}
+
+/// The rows of the conformance suite's report (`firmware_tests::conformance`, the checks of
+/// `cardctl check`), in the order they ran.
+pub fn conformance_rows(report: &firmware_tests::conformance::Report) -> Vec<CheckRow> {
+    use firmware_tests::conformance::Verdict;
+    report
+        .checks
+        .iter()
+        .map(|c| CheckRow {
+            id: c.id.to_string(),
+            name: c.title.to_string(),
+            outcome: match c.verdict {
+                Verdict::Pass => Outcome::Pass,
+                Verdict::Warn => Outcome::Warn,
+                Verdict::Fail => Outcome::Fail,
+                Verdict::Skipped => Outcome::Skip,
             },
-            certs.into(),
-        ));
-    }
-    for app in id.of(Kind::Pboc) {
-        out.push(match &app.version {
-            Some(v) => row(
-                "pboc.version",
-                "Payment application version readable",
-                Outcome::Pass,
-                format!("{} {v}", app.aid),
-            ),
-            None => row(
-                "pboc.version",
-                "Payment application version readable",
-                Outcome::Warn,
-                format!("{}: 9F08 not found", app.aid),
-            ),
-        });
-        out.push(match &app.ec {
-            Some(ec) => row(
-                "pboc.ec",
-                "Electronic cash readable (9F79)",
-                Outcome::Pass,
-                format!(
-                    "balance limit {}",
-                    ec.balance_limit.as_deref().unwrap_or("unknown")
-                ),
-            ),
-            None => row(
-                "pboc.ec",
-                "Electronic cash readable (9F79)",
-                Outcome::Skip,
-                "no electronic cash".into(),
-            ),
-        });
-    }
-    out
+            detail: c.reason.clone(),
+        })
+        .collect()
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -512,50 +418,62 @@ mod tests {
         }
     }
 
-    fn checks_of(card: &str, today: &str) -> Vec<CheckRow> {
+    fn conformance_of(card: &str, today: &str) -> Vec<CheckRow> {
         let image = firmware_tests::Profile::embedded(card)
             .unwrap()
             .build()
             .unwrap();
         let mut s = card_core::CardSession::new(firmware_tests::SoftCard::in_memory(image));
-        let id = crate::techtools::identify::identify(&mut s, false).unwrap();
-        let atr = AtrPart {
-            hex: "3B".into(),
-            decoded: Vec::new(),
-            names: Vec::new(),
-            list: "none".into(),
-        };
-        basic_checks(&atr, true, &id, Some(today))
+        let today = card_core::ssse::Date::parse(&today.replace('-', "")).unwrap();
+        let r = firmware_tests::conformance::run(
+            &mut s,
+            &firmware_tests::conformance::Options::new(today),
+        );
+        conformance_rows(&r)
     }
 
-    fn outcome(rows: &[CheckRow], id: &str) -> (Outcome, String) {
-        let r = rows.iter().find(|r| r.id == id).unwrap();
-        (r.outcome, r.detail.clone())
+    fn outcome(rows: &[CheckRow], id: &str) -> Outcome {
+        rows.iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no {id} in {rows:?}"))
+            .outcome
     }
 
     #[test]
-    fn basic_checks_find_blocked_pins_expiry_and_missing_ec() {
-        let rows = checks_of("blocked", "2026-03-01");
-        assert_eq!(
-            outcome(&rows, "ssse.pin"),
-            (Outcome::Fail, "blocked".into())
-        );
-        assert_eq!(outcome(&rows, "ssse.expiry").0, Outcome::Pass);
-        assert_eq!(outcome(&rows, "atr.known").0, Outcome::Warn);
-        let rows = checks_of("zhangsan", "2034-01-15");
-        assert_eq!(
-            outcome(&rows, "ssse.expiry"),
-            (Outcome::Fail, "expired on 2034-01-14".into())
-        );
-        assert_eq!(
-            outcome(&checks_of("zhangsan", "2034-01-14"), "ssse.expiry").0,
-            Outcome::Pass
-        );
-        assert_eq!(outcome(&rows, "pboc.ec").0, Outcome::Pass);
-        assert_eq!(outcome(&rows, "pki.certificates").0, Outcome::Warn);
-        // No payment application: no payment checks.
-        let rows = checks_of("expired", "2026-03-01");
-        assert!(rows.iter().all(|r| !r.id.starts_with("pboc.")));
+    fn conformance_verdicts_become_rows() {
+        let rows = conformance_of("blocked", "2026-03-01");
+        assert_eq!(outcome(&rows, "ssse.pin_tries"), Outcome::Fail);
+        assert_eq!(outcome(&rows, "ssse.select"), Outcome::Pass);
+        // No trust anchors: the certificate checks are skipped.
+        assert_eq!(outcome(&rows, "pki.certificates"), Outcome::Skip);
+        let rows = conformance_of("zhangsan", "2034-01-15");
+        assert_eq!(outcome(&rows, "ssse.card_dates"), Outcome::Fail);
+        let rows = conformance_of("zhangsan", "2026-03-01");
+        assert_eq!(outcome(&rows, "ssse.card_dates"), Outcome::Pass);
+        assert!(rows.iter().all(|r| !r.name.is_empty()));
+    }
+
+    #[test]
+    fn atr_rows() {
+        let mut atr = AtrPart {
+            hex: "3B 02 14 50".into(),
+            decoded: Vec::new(),
+            names: Vec::new(),
+            list: "/x".into(),
+        };
+        let rows = atr_checks(&atr, true);
+        assert_eq!(outcome(&rows, "atr.valid"), Outcome::Pass);
+        assert_eq!(outcome(&rows, "atr.known"), Outcome::Warn);
+        assert_eq!(rows[1].detail, "not in the list (/x)");
+        atr.names = crate::techtools::atr_names::AtrList::parse("3B 02 14 50\n\tMultiflex\n")
+            .lookup(&[0x3b, 0x02, 0x14, 0x50])
+            .into_iter()
+            .cloned()
+            .collect();
+        let rows = atr_checks(&atr, false);
+        assert_eq!(outcome(&rows, "atr.valid"), Outcome::Fail);
+        assert_eq!(outcome(&rows, "atr.known"), Outcome::Pass);
+        assert_eq!(rows[1].detail, "Multiflex");
     }
 
     #[test]
