@@ -198,3 +198,69 @@ fn a_profile_file_adds_a_card() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn issued_and_broken_cards_come_with_their_trust_store() {
+    let lease = lease();
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.txt");
+    let trust_arg = trust.to_str().unwrap();
+    let mut vc = VirtualCard::start(
+        lease.port,
+        &["--broken", "pin-blocked", "--trust-out", trust_arg],
+    );
+    assert_eq!(vc.cmd("insert zhangsan"), "ok inserted zhangsan");
+    wait_atr(
+        &lease.reader,
+        Some("3B:86:80:31:FE:45:53:53:43:41:52:44:98"),
+    );
+    // The counter query answers 6983: blocked.
+    let out = apdus(&lease.reader, &[SELECT, "00200000"]);
+    assert!(out.contains("SW1=0X69, SW2=0X83"), "{out}");
+    assert!(
+        vc.cmd("status").ends_with("pin_tries_left=0"),
+        "the status line names the blocked PIN"
+    );
+    // The trust store names the social-security CA and the PBOC CA, one key per line.
+    let text = std::fs::read_to_string(&trust).unwrap();
+    let rids: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(rids, ["D156000005", "A000000333"], "{text}");
+    assert!(card_core::ssse::auth::parse_trust_store(&text).is_ok());
+    // Only embedded fixtures can be issued.
+    assert!(
+        vc.cmd("insert nobody")
+            .starts_with("error issuing card nobody")
+    );
+    vc.quit();
+    wait_atr(&lease.reader, None);
+
+    // Issued without a defect: the PKI application answers with its certificates.
+    let vc = VirtualCard::start(lease.port, &["--issued", "--insert", "lisi"]);
+    wait_atr(
+        &lease.reader,
+        Some("3B:86:80:31:FE:45:53:53:43:41:52:44:98"),
+    );
+    let out = apdus(
+        &lease.reader,
+        &["00A404000C53532E434552542E4144463100", "00B0980001"],
+    );
+    // EF 0018 is personalised (an unpersonalised one is empty: 6B00) and starts with the CA
+    // index 8F.
+    let (_, read) = out.rsplit_once("RECEIVED").unwrap();
+    assert!(read.starts_with(" (SW1=0X90, SW2=0X00):\n8F"), "{out}");
+    vc.quit();
+    let o = Command::new(env!("CARGO_BIN_EXE_virtual-card"))
+        .args(["--port", &lease.port.to_string(), "--broken", "bent"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not one of bad-cert, pin-blocked, bad-log"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -18,6 +18,12 @@
 //! With `--hostile MODE` every card inserted misbehaves as `MODE` says (`mute`,
 //! `endless-61xx`, `junk-records`, ...: `firmware_tests::hostile::HostileMode`), on a fresh
 //! in-memory copy of its profile; docs/reliability.md shows what the terminal tools make of it.
+//!
+//! With `--issued` every card inserted is a fresh in-memory card issued as
+//! `firmware_tests::testcards::issue` does (PKI certificates from an in-memory hsm-sim, three
+//! purchases in the log); `--broken DEFECT` (`bad-cert`, `pin-blocked`, `bad-log`) issues it
+//! with that defect. `--trust-out FILE` writes the inserted card's trust store for
+//! `cardctl check --trust FILE` (docs/conformance.md).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -28,6 +34,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use firmware_tests::hostile::{HostileCard, HostileMode};
 use firmware_tests::storage::{FileStorage, MemoryStorage, Storage};
+use firmware_tests::testcards::{self, Defect};
 use firmware_tests::vpcd::lock;
 use firmware_tests::{Profile, SharedCard, SoftCard, VirtualSlot};
 
@@ -54,17 +61,41 @@ struct Args {
     /// truncated, malformed-fci, wrong-success-sw, auth-garbage, absurd-afl, log-255.
     #[arg(long, value_name = "MODE")]
     hostile: Option<HostileMode>,
+    /// Every card inserted is issued: certificates from an in-memory hsm-sim and three
+    /// purchases in its log (a fresh in-memory card at each insert; embedded fixtures only).
+    #[arg(long, conflicts_with = "hostile")]
+    issued: bool,
+    /// Like --issued, with a defect: bad-cert, pin-blocked, bad-log.
+    #[arg(long, value_name = "DEFECT", conflicts_with = "hostile")]
+    broken: Option<Defect>,
+    /// With --issued or --broken: write the inserted card's trust store to FILE.
+    #[arg(long, value_name = "FILE")]
+    trust_out: Option<PathBuf>,
 }
 
-/// Put card `name` into the slot, as a hostile card when `hostile` says so.
+/// Put card `name` into the slot: as it is kept, as a hostile card, or freshly issued (with a
+/// defect), as `args` say.
 fn insert_card(
     slot: &mut VirtualSlot,
     name: &str,
     cards: &BTreeMap<String, SharedCard>,
     profiles: &BTreeMap<String, Profile>,
-    hostile: Option<HostileMode>,
+    args: &Args,
 ) -> Result<()> {
-    match hostile {
+    if args.issued || args.broken.is_some() {
+        let card = match args.broken {
+            Some(defect) => testcards::broken(name, defect),
+            None => testcards::issue(name),
+        }
+        .with_context(|| format!("issuing card {name}"))?;
+        if let Some(path) = &args.trust_out {
+            std::fs::write(path, &card.trust_text)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        slot.insert(card.shared())?;
+        return Ok(());
+    }
+    match args.hostile {
         None => {
             let card = cards
                 .get(name)
@@ -125,7 +156,7 @@ fn main() -> Result<()> {
     let mut out = stdout.lock();
 
     if let Some(name) = &args.insert {
-        insert_card(&mut slot, name, &cards, &profiles, args.hostile)?;
+        insert_card(&mut slot, name, &cards, &profiles, &args)?;
         inserted = Some(name.clone());
     }
     writeln!(
@@ -156,7 +187,7 @@ fn main() -> Result<()> {
                 format!("ok {}", list.join("; "))
             }
             (Some("insert"), Some(name)) => {
-                match insert_card(&mut slot, name, &cards, &profiles, args.hostile) {
+                match insert_card(&mut slot, name, &cards, &profiles, &args) {
                     Ok(()) => {
                         inserted = Some(name.to_string());
                         format!("ok inserted {name}")
