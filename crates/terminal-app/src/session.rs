@@ -78,6 +78,9 @@ pub enum Request {
     CloseShift,
     /// The technician's service view: readers and the last exchanges.
     Service,
+    /// The service view with the conformance and health checks run on the card in the reader
+    /// (read-only: no PIN verified, no transaction counted).
+    ServiceChecks,
     /// What the signed-in cardholder's medical account has left offline (counter mode).
     MedicalBalance,
     /// Record an offline medical-account debit of the signed-in cardholder, attested by the
@@ -103,6 +106,7 @@ impl std::fmt::Debug for Request {
             Self::DayBook => "DayBook",
             Self::CloseShift => "CloseShift",
             Self::Service => "Service",
+            Self::ServiceChecks => "ServiceChecks",
             Self::MedicalBalance => "MedicalBalance",
             Self::MedicalDebit { .. } => "MedicalDebit",
             Self::Shutdown => "Shutdown",
@@ -680,6 +684,15 @@ impl Worker {
                 };
                 self.send(Update::Service(Box::new(view)));
             }
+            Request::ServiceChecks => {
+                let checks = self.service_checks();
+                let view = crate::service_view::ServiceView {
+                    readers: self.source.describe(),
+                    trace: self.trace.lines(),
+                    checks: Some(checks),
+                };
+                self.send(Update::Service(Box::new(view)));
+            }
             Request::CloseShift => {
                 let closed = self.ledger().map(Ledger::close_batch);
                 match closed {
@@ -802,6 +815,47 @@ impl Worker {
             }
             Err(e) => self.send(Update::MedicalFailed(e.to_string())),
         }
+    }
+
+    /// firmware-tests' conformance suite on the card in the reader, through a fresh channel:
+    /// no GET PROCESSING OPTIONS, so the card counts no transaction; the trust stores of the
+    /// terminal are its anchors.
+    fn service_checks(&mut self) -> Vec<crate::service_view::CheckLine> {
+        use firmware_tests::conformance::{self, Options};
+        let channel = match self.source.open() {
+            Ok(c) => c,
+            Err(e) => {
+                return vec![crate::service_view::CheckLine {
+                    id: "reader".into(),
+                    verdict: "fail".into(),
+                    reason: format!("no card: {e}"),
+                }];
+            }
+        };
+        let mut session = CardSession::new(channel).with_trace(Box::new(self.trace.clone()));
+        let mut anchors = self.config.pboc_ca.clone();
+        for key in self.config.trust.keys() {
+            anchors.add_sm2(key.clone());
+        }
+        let opts = Options {
+            gpo: false,
+            ..Options::new((self.config.clock)().ssse_date()).with_trust(anchors)
+        };
+        conformance::run(&mut session, &opts)
+            .checks
+            .into_iter()
+            .map(|c| crate::service_view::CheckLine {
+                id: c.id.to_string(),
+                verdict: match c.verdict {
+                    conformance::Verdict::Pass => "pass",
+                    conformance::Verdict::Warn => "warn",
+                    conformance::Verdict::Fail => "fail",
+                    conformance::Verdict::Skipped => "skip",
+                }
+                .to_string(),
+                reason: c.reason,
+            })
+            .collect()
     }
 
     /// Today's entries and the open shift's totals from the ledger.

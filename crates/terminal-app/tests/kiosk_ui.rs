@@ -725,6 +725,75 @@ fn service_mode_behind_the_technician_pin_shows_readers_and_exchanges_without_da
     k.click("退出维护");
     k.wait_for("请插入社保卡");
     assert!(k.harness.state().state.service.is_none());
+
+    // A card checked in service mode: the conformance suite, read-only, no citizen screens.
+    k.click("维护");
+    k.type_pin("2468");
+    k.wait_for("维护模式");
+    let atc_before = {
+        let c = k.card("zhangsan");
+        let c = firmware_tests::vpcd::lock(&c);
+        c.image().pboc.as_ref().map(|p| p.atc)
+    };
+    k.insert("zhangsan");
+    k.wait_for("已插卡");
+    k.click("检测卡片");
+    k.wait_for("卡片检测：");
+    assert_eq!(
+        k.harness.state().state.screen,
+        Screen::Service,
+        "no PIN screen"
+    );
+    let checks = k
+        .harness
+        .state()
+        .state
+        .service
+        .clone()
+        .unwrap()
+        .checks
+        .unwrap();
+    assert!(checks.len() > 15, "{checks:?}");
+    assert!(
+        checks.iter().all(|c| c.verdict != "fail"),
+        "a good card passes: {checks:?}"
+    );
+    assert!(checks.iter().any(|c| c.id.starts_with("iso.")));
+    assert!(checks.iter().any(|c| c.id.starts_with("pboc.")));
+    let atc_after = {
+        let c = k.card("zhangsan");
+        let c = firmware_tests::vpcd::lock(&c);
+        c.image().pboc.as_ref().map(|p| p.atc)
+    };
+    assert_eq!(atc_before, atc_after, "the checks count no transaction");
+    k.click("退出维护");
+    k.wait_for("请取走您的卡片");
+    k.slot.remove();
+    k.wait_for("请插入社保卡");
+
+    // An expired card fails its dates check.
+    k.click("维护");
+    k.type_pin("2468");
+    k.wait_for("维护模式");
+    k.insert("expired");
+    k.wait_for("已插卡");
+    k.click("检测卡片");
+    k.wait_for("卡片检测：");
+    let checks = k
+        .harness
+        .state()
+        .state
+        .service
+        .clone()
+        .unwrap()
+        .checks
+        .unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.verdict == "fail" && c.id.contains("date")),
+        "{checks:?}"
+    );
 }
 
 #[test]

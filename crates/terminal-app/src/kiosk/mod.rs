@@ -316,6 +316,22 @@ impl KioskApp {
     pub fn apply(&mut self, u: Update) {
         let s = &mut self.state;
         s.busy = false;
+        if matches!(s.screen, Screen::Service | Screen::ServicePin) {
+            // A technician inserts a card to check it: the citizen's screens stay away until
+            // the service mode is left (which ends the card's session).
+            match u {
+                Update::Reader(r) => s.reader = r,
+                Update::Reading => s.reader = ReaderStatus::CardIn,
+                Update::CardRemoved => s.reader = ReaderStatus::Ready(String::new()),
+                Update::Service(view) if s.screen == Screen::Service => s.service = Some(*view),
+                Update::Sync { online, pending } => {
+                    s.online = online;
+                    s.pending_sync = pending;
+                }
+                _ => {}
+            }
+            return;
+        }
         match u {
             Update::Reader(r) => s.reader = r,
             Update::Sync { online, pending } => {

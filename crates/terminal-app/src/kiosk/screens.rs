@@ -1147,6 +1147,49 @@ fn service(app: &mut KioskApp, ui: &mut Ui) {
         for r in &view.readers {
             ui.label(RichText::new(r).size(20.0).monospace());
         }
+        if let Some(checks) = &view.checks {
+            ui.add_space(8.0);
+            let fails = checks.iter().filter(|c| c.verdict == "fail").count();
+            let warns = checks.iter().filter(|c| c.verdict == "warn").count();
+            ui.label(
+                RichText::new(match lang {
+                    Lang::Zh => format!(
+                        "卡片检测：{} 项，{fails} 项未通过，{warns} 项警告",
+                        checks.len()
+                    ),
+                    Lang::En => format!(
+                        "Card checks: {}, {fails} failed, {warns} warnings",
+                        checks.len()
+                    ),
+                })
+                .size(BODY)
+                .strong(),
+            );
+            egui::ScrollArea::vertical()
+                .id_salt("checks")
+                .max_height(220.0)
+                .show(ui, |ui| {
+                    for c in checks {
+                        let colour = match c.verdict.as_str() {
+                            "fail" => Color32::from_rgb(180, 30, 30),
+                            "warn" => Color32::from_rgb(200, 120, 0),
+                            "pass" => Color32::from_rgb(20, 120, 50),
+                            _ => Color32::GRAY,
+                        };
+                        ui.label(
+                            RichText::new(format!(
+                                "{:<4} {:<22} {}",
+                                c.verdict.to_uppercase(),
+                                c.id,
+                                c.reason
+                            ))
+                            .size(16.0)
+                            .monospace()
+                            .color(colour),
+                        );
+                    }
+                });
+        }
         ui.add_space(8.0);
         ui.label(
             RichText::new(lang.t(
@@ -1157,6 +1200,7 @@ fn service(app: &mut KioskApp, ui: &mut Ui) {
             .strong(),
         );
         egui::ScrollArea::vertical()
+            .id_salt("trace")
             .max_height((ui.available_height() - 120.0).max(80.0))
             .stick_to_bottom(true)
             .show(ui, |ui| {
@@ -1168,13 +1212,18 @@ fn service(app: &mut KioskApp, ui: &mut Ui) {
                 }
             });
     });
-    button_row(ui, 2, |ui| {
+    button_row(ui, 3, |ui| {
+        if big_button(ui, lang.t("检测卡片", "Check the card")) {
+            app.request(Request::ServiceChecks);
+        }
         if big_button(ui, lang.t("刷新", "Refresh")) {
             app.request(Request::Service);
         }
         if big_button(ui, lang.t("退出维护", "Leave service mode")) {
             app.state.service = None;
             app.state.screen = Screen::Attract;
+            // A card checked here has a session waiting for a PIN: end it.
+            app.request(Request::End);
         }
     });
 }
