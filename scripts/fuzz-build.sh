@@ -112,13 +112,14 @@ for t in "${targets[@]}"; do
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n1)"
     cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -n1 || true)"
+    ft="$(grep -oE 'ft: [0-9]+' "$log" | tail -n1 || true)"
     if [ "$status" -ne 0 ]; then
         echo "fuzz-build: $t FAILED (exit $status); last lines of its log:" >&2
         tail -n 40 "$log" >&2
         failed+=("$t")
         summary+=("$t: FAILED, see fuzz/artifacts/$t/")
     else
-        summary+=("$t: ok, ${runs:-?} runs, ${rate:-?} exec/s, ${cov:-cov: ?}, corpus $(find "$corpus" -type f | wc -l) inputs")
+        summary+=("$t: ok, ${runs:-?} runs, ${rate:-?} exec/s, ${cov:-cov: ?}, ${ft:-ft: ?}, corpus $(find "$corpus" -type f | wc -l) inputs")
     fi
 done
 
