@@ -49,7 +49,7 @@ fn select_ssse(cla: u8, le: bool) -> Command {
 
 pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>, ssse_present: bool) {
     r.check("iso.wrong_cla", "Class byte not supported: 6E00", |s, _| {
-        // CLA '20' is reserved for future use (ISO/IEC 7816-4 §5.4.1): no card supports it.
+        // CLA '20' is a reserved class (ISO/IEC 7816-4 §5.1.1): no card supports it.
         expect_sw(
             s,
             &select_ssse(0x20, false),
@@ -62,7 +62,7 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>, ssse_present: bool) {
         "iso.unknown_ins",
         "Instruction not supported: 6D00",
         |s, _| {
-            // INS '02' is assigned to no command of ISO/IEC 7816-4 (§5.4.2 table) or JR/T 0025.
+            // INS '02' is assigned to no command of ISO/IEC 7816-4 (§5.1.2) or JR/T 0025.
             expect_sw(
                 s,
                 &Command::new(0x00, 0x02, 0x00, 0x00),
