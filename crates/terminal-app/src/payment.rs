@@ -232,6 +232,19 @@ pub struct IntentFacts {
     pub time: [u8; 3],
 }
 
+impl IntentFacts {
+    /// The facts as the ledger keeps them with the intent, for the card `card_ref`.
+    pub fn for_ledger(&self, card_ref: &str) -> RecoveryFacts {
+        RecoveryFacts {
+            card: card_ref.to_string(),
+            atc_before: self.atc_before,
+            balance_before_fen: self.ec_balance_before,
+            date_bcd: self.date,
+            time_bcd: self.time,
+        }
+    }
+}
+
 /// An entry waiting for its card.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingPayment {
@@ -841,16 +854,9 @@ impl PaymentBook for LedgerBook<'_> {
         card_ref: &str,
         facts: &IntentFacts,
     ) -> Result<u64, String> {
-        let facts = RecoveryFacts {
-            card: card_ref.to_string(),
-            atc_before: facts.atc_before,
-            balance_before_fen: facts.ec_balance_before,
-            date_bcd: facts.date,
-            time_bcd: facts.time,
-        };
         let intent = self
             .0
-            .begin_payment_with(payment, Some(&facts))
+            .begin_payment_with(payment, Some(&facts.for_ledger(card_ref)))
             .map_err(ledger_err)?;
         Ok(intent.seq)
     }

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use backend_sync::entry::Pan as LedgerPan;
 use backend_sync::ledger::{
-    ClientRef, Ledger, LedgerEntry, LedgerError, NewPayment, Outcome as LedgerOutcome,
-    RecoveryFacts, RefLookup, client_refs,
+    ClientRef, Ledger, LedgerEntry, LedgerError, NewPayment, Outcome as LedgerOutcome, RefLookup,
+    client_refs,
 };
 use card_core::crypto::sm2_cert::TrustStore;
 use card_core::pboc::TerminalConfig;
@@ -440,15 +440,8 @@ impl PaymentBook for ReferencedBook<'_, '_> {
         card_ref: &str,
         facts: &IntentFacts,
     ) -> Result<u64, String> {
-        let facts = RecoveryFacts {
-            card: card_ref.to_string(),
-            atc_before: facts.atc_before,
-            balance_before_fen: facts.ec_balance_before,
-            date_bcd: facts.date,
-            time_bcd: facts.time,
-        };
         self.ledger
-            .begin_payment_referenced(payment, Some(&facts), &self.client)
+            .begin_payment_referenced(payment, Some(&facts.for_ledger(card_ref)), &self.client)
             .map(|i| i.seq)
             .map_err(|e| e.to_string())
     }

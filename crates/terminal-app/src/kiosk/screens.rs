@@ -357,17 +357,9 @@ pub(crate) fn keypad(ui: &mut Ui, lang: Lang) -> Vec<Key> {
     pressed
 }
 
-pub(crate) fn masked(digits: &str) -> String {
-    let n = digits.chars().count();
-    let shown: String = "●".repeat(n);
-    let empty: String = "○".repeat(6usize.saturating_sub(n));
-    format!("{shown}{empty}")
-}
-
-fn pin(app: &mut KioskApp, ui: &mut Ui) {
+/// Tries left, the digits typed as dots, and the message under them (wrong PIN...).
+fn pin_status(app: &KioskApp, ui: &mut Ui) {
     let lang = app.state.lang;
-    banner(ui, app.state.settled.as_deref());
-    ui.label(RichText::new(lang.t("请输入社保卡密码", "Please enter your card PIN")).size(BIG));
     if let Some(t) = app.state.tries_left {
         ui.label(
             RichText::new(match lang {
@@ -389,6 +381,20 @@ fn pin(app: &mut KioskApp, ui: &mut Ui) {
                 .color(Color32::from_rgb(180, 30, 30)),
         );
     }
+}
+
+pub(crate) fn masked(digits: &str) -> String {
+    let n = digits.chars().count();
+    let shown: String = "●".repeat(n);
+    let empty: String = "○".repeat(6usize.saturating_sub(n));
+    format!("{shown}{empty}")
+}
+
+fn pin(app: &mut KioskApp, ui: &mut Ui) {
+    let lang = app.state.lang;
+    banner(ui, app.state.settled.as_deref());
+    ui.label(RichText::new(lang.t("请输入社保卡密码", "Please enter your card PIN")).size(BIG));
+    pin_status(app, ui);
     for key in keypad(ui, lang) {
         match key {
             Key::Digit(d) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
@@ -929,27 +935,7 @@ fn payment_pin(app: &mut KioskApp, ui: &mut Ui) {
     ui.label(
         RichText::new(lang.t("请输入卡片密码以完成支付", "Enter the card PIN to pay")).size(BIG),
     );
-    if let Some(t) = app.state.tries_left {
-        ui.label(
-            RichText::new(match lang {
-                Lang::Zh => format!("还可尝试 {t} 次"),
-                Lang::En => format!("{t} tries left"),
-            })
-            .size(22.0),
-        );
-    }
-    ui.label(
-        RichText::new(masked(&app.state.digits))
-            .size(56.0)
-            .monospace(),
-    );
-    if let Some(m) = &app.state.pin_message {
-        ui.label(
-            RichText::new(m)
-                .size(BODY)
-                .color(Color32::from_rgb(180, 30, 30)),
-        );
-    }
+    pin_status(app, ui);
     for key in keypad(ui, lang) {
         match key {
             Key::Digit(d) if app.state.digits.len() < Pin::MAX_LEN => app.state.digits.push(d),
