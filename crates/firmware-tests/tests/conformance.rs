@@ -596,3 +596,72 @@ fn the_report_serialises_with_stable_ids_and_lowercase_verdicts() {
         );
     }
 }
+
+#[test]
+fn every_hostile_card_ends_the_suite_with_a_failure_named_and_no_panic() {
+    use firmware_tests::hostile::{HostileCard, HostileMode};
+    for mode in HostileMode::ALL {
+        let card = testcards::issue("zhangsan").unwrap();
+        let hostile = HostileCard::new(SoftCard::in_memory(card.image.clone()), mode);
+        let (report, _) = run_on(hostile, &options(&card));
+        assert_eq!(report.checks.len(), IDS.len(), "{mode:?}:\n{report}");
+        assert!(
+            report.apdus < 400,
+            "{mode:?}: {} APDUs:\n{report}",
+            report.apdus
+        );
+        let failures: Vec<_> = report.failures().collect();
+        assert!(
+            !failures.is_empty(),
+            "{mode:?}: the suite found nothing wrong:\n{report}"
+        );
+        assert!(
+            failures.iter().all(|c| !c.reason.is_empty()),
+            "{mode:?}:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn a_long_broken_log_is_summed_up_not_listed() {
+    use firmware_tests::hostile::{HostileCard, HostileMode};
+    // A log of 255 records whose ATCs wrap around: one reason, the first problems and a count.
+    let card = testcards::issue("zhangsan").unwrap();
+    let hostile = HostileCard::new(SoftCard::in_memory(card.image.clone()), HostileMode::Log255);
+    let (report, _) = run_on(hostile, &options(&card));
+    let (verdict, reason) = result(&report, "pboc.log");
+    assert_eq!(verdict, Verdict::Fail);
+    assert!(reason.len() < 400, "{reason}");
+    assert!(
+        reason.starts_with("record 3 (ATC 0001) is older than record 4"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_card_that_breaks_the_transmission_rules_three_times_is_not_asked_more() {
+    use firmware_tests::hostile::{HostileCard, HostileMode};
+    let hostile = HostileCard::new(fixture("zhangsan"), HostileMode::Endless61);
+    let (report, _) = run_on(hostile, &Options::new(today()));
+    assert_eq!(conformance::MAX_BROKEN_EXCHANGES, 3);
+    assert_eq!(
+        failed(&report),
+        ["ssse.select", "iso.wrong_cla", "iso.unknown_ins"],
+        "{report}"
+    );
+    assert_eq!(
+        result(&report, "iso.wrong_cla").1,
+        "the card's answer broke the exchange: card kept announcing more data after 64 GET \
+         RESPONSE commands"
+    );
+    assert_eq!(
+        result(&report, "pboc.select"),
+        (
+            Verdict::Skipped,
+            "not run: 3 exchanges broke the transmission rules (the last: card kept announcing \
+             more data after 64 GET RESPONSE commands)"
+        )
+    );
+    // Three commands of one APDU and 64 GET RESPONSEs each.
+    assert_eq!(report.apdus, 3 * 65);
+}

@@ -26,7 +26,9 @@
 //!
 //! A transport failure (card pulled, reader gone) fails the check it happened in; the checks
 //! after it are [`Verdict::Skipped`] with the cause, so a mute card does not cost one timeout
-//! per check.
+//! per check. An answer that breaks the transmission rules (no status word, `61xx` without end,
+//! `6Cxx` again and again) fails its check; after [`MAX_BROKEN_EXCHANGES`] of them the rest is
+//! skipped the same way.
 
 mod dates;
 mod iso;
@@ -101,6 +103,9 @@ pub fn run<C: CardChannel>(session: &mut CardSession<C>, opts: &Options) -> Repo
     report
 }
 
+/// Checks failed by answers that break the transmission rules before the suite stops sending.
+pub const MAX_BROKEN_EXCHANGES: usize = 3;
+
 /// What a check found: the verdict and its reason.
 pub(crate) type Finding = (Verdict, String);
 
@@ -128,8 +133,11 @@ pub(crate) struct Runner<'a, C> {
     pub(crate) s: &'a mut CardSession<C>,
     pub(crate) opts: &'a Options,
     pub(crate) report: Report,
-    /// Set when an exchange failed in the transport: the checks after it are skipped.
+    /// Set when an exchange failed in the transport, or too many broke the transmission rules:
+    /// the checks after it are skipped.
     stopped: Option<String>,
+    /// Checks failed by answers that broke the transmission rules.
+    broken: usize,
 }
 
 impl<'a, C: CardChannel> Runner<'a, C> {
@@ -139,6 +147,7 @@ impl<'a, C: CardChannel> Runner<'a, C> {
             opts,
             report: Report::default(),
             stopped: None,
+            broken: 0,
         }
     }
 
@@ -158,10 +167,19 @@ impl<'a, C: CardChannel> Runner<'a, C> {
                     self.stopped = Some(format!("an earlier exchange failed ({e})"));
                     (Verdict::Fail, format!("the exchange failed: {e}"))
                 }
-                Err(e) => (
-                    Verdict::Fail,
-                    format!("the card's answer broke the exchange: {e}"),
-                ),
+                Err(e) => {
+                    self.broken += 1;
+                    if self.broken >= MAX_BROKEN_EXCHANGES {
+                        self.stopped = Some(format!(
+                            "{} exchanges broke the transmission rules (the last: {e})",
+                            self.broken
+                        ));
+                    }
+                    (
+                        Verdict::Fail,
+                        format!("the card's answer broke the exchange: {e}"),
+                    )
+                }
             },
         };
         self.report.push(CheckResult {

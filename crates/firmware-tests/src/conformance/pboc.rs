@@ -403,7 +403,7 @@ fn log_finding(log: &[LogRecord], card_atc: Option<u16>, today: Date) -> Finding
         }
     }
     if !problems.is_empty() {
-        return (Verdict::Fail, problems.join("; "));
+        return (Verdict::Fail, at_most(&problems, 3));
     }
     let range = match (atcs.first(), atcs.last()) {
         (Some(Some(a)), Some(Some(b))) => format!(", ATC {a:04X} down to {b:04X}"),
@@ -417,9 +417,26 @@ fn log_finding(log: &[LogRecord], card_atc: Option<u16>, today: Date) -> Finding
             .unwrap_or_default()
     );
     if !remarks.is_empty() {
-        return (Verdict::Warn, format!("{text}; but {}", remarks.join("; ")));
+        return (
+            Verdict::Warn,
+            format!("{text}; but {}", at_most(&remarks, 3)),
+        );
     }
     (Verdict::Pass, text)
+}
+
+/// The first `n` findings joined, and how many more there are.
+fn at_most(findings: &[String], n: usize) -> String {
+    let mut text = findings
+        .iter()
+        .take(n)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if findings.len() > n {
+        text.push_str(&format!("; and {} more", findings.len() - n));
+    }
+    text
 }
 
 /// GET PROCESSING OPTIONS with the kiosk's terminal data (an amount of zero), then the records
