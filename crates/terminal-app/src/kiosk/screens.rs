@@ -1209,7 +1209,9 @@ fn service(app: &mut KioskApp, ui: &mut Ui) {
             app.state.service = None;
             app.state.screen = Screen::Attract;
             // A card checked here has a session waiting for a PIN: end it.
-            app.request(Request::End);
+            if app.state.reader == ReaderStatus::CardIn {
+                app.request(Request::End);
+            }
         }
     });
 }
