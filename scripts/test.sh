@@ -22,13 +22,20 @@ source "${SSCARD_PCSC_DIR:-/tmp/sscard-pcsc}/env"
 export SSCARD_PCSC_DIR
 scripts/postgres-env.sh start   # backend-sync's tests run against PostgreSQL too (idempotent)
 
+# What the tests leave behind is scanned for secrets in clear afterwards (scripts/leak-scan.sh,
+# docs/reliability.md): tests that keep logs and traces write them to SSCARD_ARTIFACTS, and the
+# suite's output is kept there as cargo-test.log; only files newer than .started are read.
+export SSCARD_ARTIFACTS="${SSCARD_ARTIFACTS:-/tmp/sscard-artifacts}"
+mkdir -p "$SSCARD_ARTIFACTS" && touch "$SSCARD_ARTIFACTS/.started"
+
 # The tests lease vpcd slots, so they may run in parallel; leave pcscd running afterwards only
 # if asked (handy when iterating), otherwise stop it.
 status=0
 # terminal-app's tests/demo_backend.rs runs `kiosk --with-backend`, which starts these binaries
 # of other packages from target/debug; built here even when "$@" narrows the test run.
 cargo build --locked -p hsm-sim -p backend-sync --bins || status=$?
-[ "$status" = 0 ] && { cargo test --workspace --locked "$@" || status=$?; }
+[ "$status" = 0 ] && { cargo test --workspace --locked "$@" 2>&1 | tee "$SSCARD_ARTIFACTS/cargo-test.log" || status=$?; }
+[ "$status" = 0 ] && { scripts/leak-scan.sh --since "$SSCARD_ARTIFACTS/.started" || status=$?; }
 if [ "${SSCARD_KEEP_PCSCD:-0}" != 1 ]; then
     scripts/pcsc-env.sh stop
 fi

@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod fs;
 pub mod hostile;
 pub mod image;
+pub mod leaks;
 pub mod os;
 pub mod pboc;
 pub mod personalize;

@@ -98,9 +98,11 @@ pub fn gpo_command(pdol_data: &[u8]) -> Result<Command, PbocError> {
         source,
     })?;
     data.extend_from_slice(pdol_data);
+    // A qPBOC answer carries the PAN and track 2 equivalent data: traces get its length only.
     Ok(Command::new(0x80, 0xa8, 0x00, 0x00)
         .with_data(data)
-        .expect_data())
+        .expect_data()
+        .sensitive_response())
 }
 
 /// Read the answer to GET PROCESSING OPTIONS: format 1 `80 { AIP ‖ AFL }` or format 2

@@ -38,9 +38,12 @@ pub struct RecordsRead {
 /// 62 × 255. The limit bounds what a hostile card can make the terminal read.
 pub const MAX_AFL_RECORDS: usize = 128;
 
-/// READ RECORD `00 B2 record (SFI<<3)|4 00`.
+/// READ RECORD `00 B2 record (SFI<<3)|4 00`. The answer (PAN, track 2 equivalent data,
+/// cardholder name; log records) is marked sensitive: traces get its length only.
 pub fn read_record_command(sfi: u8, record: u8) -> Command {
-    Command::new(0x00, 0xb2, record, (sfi << 3) | 0x04).expect_data()
+    Command::new(0x00, 0xb2, record, (sfi << 3) | 0x04)
+        .expect_data()
+        .sensitive_response()
 }
 
 /// Read every record the AFL names into `store` (JR/T 0025.6 §7.4.4). `gpo_tags` are the tags

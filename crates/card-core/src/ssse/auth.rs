@@ -111,7 +111,12 @@ fn read_binary<C: CardChannel>(
     sfi: u8,
     limit: usize,
 ) -> Result<Vec<u8>, AuthError> {
-    let r = s.send(&Command::new(0x00, 0xb0, 0x80 | sfi, 0x00).expect_data())?;
+    // The authentication data carries the PAN: traces get its length only.
+    let r = s.send(
+        &Command::new(0x00, 0xb0, 0x80 | sfi, 0x00)
+            .expect_data()
+            .sensitive_response(),
+    )?;
     if !r.is_success() || r.data().is_empty() {
         return Err(AuthError::NotPersonalised(r.sw()));
     }
@@ -120,7 +125,11 @@ fn read_binary<C: CardChannel>(
         let offset = u16::try_from(out.len())
             .map_err(|_| AuthError::Malformed("authentication data too long"))?;
         let [p1, p2] = offset.to_be_bytes();
-        let r = s.send(&Command::new(0x00, 0xb0, p1, p2).expect_data())?;
+        let r = s.send(
+            &Command::new(0x00, 0xb0, p1, p2)
+                .expect_data()
+                .sensitive_response(),
+        )?;
         match r.sw() {
             StatusWord::Success if !r.data().is_empty() => out.extend_from_slice(r.data()),
             // Offset at the end of the file: nothing more.

@@ -149,7 +149,12 @@ pub fn read_records<C: CardChannel>(
     let mut bulk_ok = false;
     if strategy == ReadStrategy::AllRecords {
         // P2 = SFI, b3-b1 = 101: all records from P1 to the last (ISO/IEC 7816-4 §7.3.3).
-        let r = s.send(&Command::new(0x00, 0xb2, 0x01, (sfi << 3) | 0b101).expect_data())?;
+        // The answers are personal data: traces get their length only.
+        let r = s.send(
+            &Command::new(0x00, 0xb2, 0x01, (sfi << 3) | 0b101)
+                .expect_data()
+                .sensitive_response(),
+        )?;
         match r.sw() {
             StatusWord::Success => {
                 // A response that is not clean TLV is not trusted: read by tag instead.
@@ -173,7 +178,11 @@ pub fn read_records<C: CardChannel>(
         if set.contains(tag) {
             continue;
         }
-        let r = s.send(&Command::new(0x00, 0xb2, tag, sfi << 3).expect_data())?;
+        let r = s.send(
+            &Command::new(0x00, 0xb2, tag, sfi << 3)
+                .expect_data()
+                .sensitive_response(),
+        )?;
         match r.sw() {
             StatusWord::Success => {
                 // The response is the record itself: tag, length, value.
