@@ -338,11 +338,12 @@ impl Cardholder {
             .map_err(invalid(f, TAG_GENDER))?;
         let nation_digits =
             bcd_digits(r.require(f, TAG_NATION)?).map_err(invalid(f, TAG_NATION))?;
+        // Any number of digits may come from the card: checked, not wrapped (a 20-digit
+        // nation code overflowed here, found by the ssse_records fuzz target).
         let nation = nation_digits
             .iter()
-            .fold(0u32, |a, d| a * 10 + u32::from(*d));
-        let nation = u8::try_from(nation)
-            .map_err(|_| FieldError::BadCharacter { position: 0 })
+            .try_fold(0u8, |a, d| a.checked_mul(10)?.checked_add(*d))
+            .ok_or(FieldError::BadCharacter { position: 0 })
             .map_err(invalid(f, TAG_NATION))?;
         let birthplace =
             bcd_digits(r.require(f, TAG_BIRTHPLACE)?).map_err(invalid(f, TAG_BIRTHPLACE))?;
@@ -474,6 +475,35 @@ mod tests {
         );
         let dbg = format!("{h:?}");
         assert!(!dbg.contains("张三") && !dbg.contains("19491231"), "{dbg}");
+    }
+
+    #[test]
+    fn a_nation_code_of_any_length_is_an_error_not_an_overflow() {
+        // 0B (nation) with 20 BCD digits "99..." first: the first occurrence of a tag wins.
+        for digits in ["999", "0256", "99999999999999999999"] {
+            let mut bytes = vec![0x0b, (digits.len() / 2 + digits.len() % 2) as u8];
+            let padded = if digits.len() % 2 == 1 {
+                format!("0{digits}")
+            } else {
+                digits.to_string()
+            };
+            bytes.extend(hex(&padded));
+            bytes.extend(ef06_bytes());
+            let mut r = RecordSet::new();
+            r.add_records("EF06", &bytes).unwrap();
+            assert!(
+                matches!(
+                    Cardholder::from_records(&r),
+                    Err(RecordError::Invalid { tag: 0x0b, .. })
+                ),
+                "{digits}"
+            );
+        }
+        let mut bytes = hex("0B 02 0255");
+        bytes.extend(ef06_bytes());
+        let mut r = RecordSet::new();
+        r.add_records("EF06", &bytes).unwrap();
+        assert_eq!(Cardholder::from_records(&r).unwrap().nation, 255);
     }
 
     #[test]
