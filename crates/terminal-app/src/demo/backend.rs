@@ -550,9 +550,11 @@ impl Backend {
                 return Ok(addr);
             }
             if let Some(status) = self.exited(pid) {
+                // Read the log again: the child may have written its last words between the
+                // read above and its exit.
                 return Err(BackendError::StartFailed {
                     name,
-                    why: format!("it exited ({status}): {}", last_line(&text)),
+                    why: format!("it exited ({status}): {}", log_tail(&log)),
                     log,
                 });
             }
