@@ -497,6 +497,45 @@ impl CardChannel for PcscCard {
     }
 }
 
+/// What [`crate::TimedCard`] keeps of a [`PcscCard`] for its owner.
+#[derive(Debug, Clone)]
+pub struct PcscCardInfo {
+    /// The reader's name.
+    pub reader: String,
+    /// The card's ATR.
+    pub atr: Vec<u8>,
+    /// The protocol in use when it was wrapped.
+    pub protocol: ActiveProtocol,
+}
+
+impl crate::timed::ChannelInfo for PcscCard {
+    type Info = PcscCardInfo;
+    fn info(&self) -> PcscCardInfo {
+        PcscCardInfo {
+            reader: self.reader.clone(),
+            atr: self.atr.clone(),
+            protocol: self.active_protocol(),
+        }
+    }
+}
+
+impl crate::TimedCard<PcscCard> {
+    /// The reader's name.
+    pub fn reader(&self) -> &str {
+        &self.info().reader
+    }
+
+    /// The card's ATR.
+    pub fn atr(&self) -> &[u8] {
+        &self.info().atr
+    }
+
+    /// The protocol in use.
+    pub fn active_protocol(&self) -> ActiveProtocol {
+        self.info().protocol
+    }
+}
+
 /// A card inside an exclusive PC/SC transaction (ends with `LeaveCard` when dropped).
 pub struct PcscTransaction<'a> {
     ctx: &'a Context,

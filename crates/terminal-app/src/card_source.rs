@@ -297,6 +297,10 @@ impl CardSource for PcscSource {
         let card = ctx
             .connect(&reader, ProtocolChoice::Any)
             .map_err(|e| e.to_string())?;
+        // A mute card in a reader that waits for ever (vpcd) ends as "does not respond"
+        // instead of holding the session until it is pulled.
+        let card = reader_driver::TimedCard::new(card, reader_driver::DEFAULT_COMMAND_TIMEOUT)
+            .map_err(|e| e.to_string())?;
         Ok(Box::new(card))
     }
 }

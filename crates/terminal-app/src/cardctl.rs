@@ -16,7 +16,7 @@ use card_core::channel::SessionOptions;
 use card_core::secret::Pin;
 use card_core::ssse::{self, Date, ReadStrategy, SsseError};
 use reader_driver::{
-    EventWatcher, JsonLinesTrace, PcscCard, PcscContext, ProtocolChoice, ReaderEvent,
+    EventWatcher, JsonLinesTrace, PcscCard, PcscContext, ProtocolChoice, ReaderEvent, TimedCard,
 };
 use zeroize::Zeroizing;
 
@@ -38,6 +38,8 @@ pub struct Common {
     pub protocol: ProtocolChoice,
     /// Trace file (JSON lines).
     pub trace: Option<PathBuf>,
+    /// How long one command may wait for the card's answer (`--command-timeout`).
+    pub command_timeout: Duration,
 }
 
 /// An error with its own exit code (wrong PIN, blocked PIN).
@@ -58,13 +60,18 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 /// Open the reader of `common` (the first with a card if none is named), with its trace.
-pub(crate) fn open(common: &Common) -> Result<CardSession<PcscCard>> {
+///
+/// Each command waits at most `common.command_timeout` for its answer: some readers (vpcd,
+/// a serial reader whose card keeps asking for time) would wait for a mute card until it is
+/// pulled.
+pub(crate) fn open(common: &Common) -> Result<CardSession<TimedCard<PcscCard>>> {
     let mut ctx = PcscContext::new()?;
     let card = match &common.reader {
         Some(r) => ctx.connect(r, common.protocol)?,
         None => ctx.connect_first(common.protocol)?,
     };
     let reader = card.reader().to_string();
+    let card = TimedCard::new(card, common.command_timeout)?;
     let mut session = CardSession::new(card);
     if let Some(path) = &common.trace {
         if path.as_os_str() == "-" {

@@ -10,10 +10,11 @@
 //! one-line message naming the cause (or succeeds where the mode leaves the command alone),
 //! within seconds and a bounded number of APDUs at the card.
 //!
-//! A mute card is the exception found here: vpcd has no receive timeout, so pcscd waits for
-//! the card's answer for ever and `cardctl` with it, until the card is pulled
-//! (`a_mute_card_holds_cardctl_until_it_is_pulled`); the ignored test
-//! `cardctl_gives_up_on_a_mute_card_by_itself` states what is missing (docs/reliability.md).
+//! A mute card needs more: vpcd has no receive timeout, so pcscd waits for the card's answer
+//! for ever, and so would `cardctl` without its own limit per command (`reader_driver::
+//! TimedCard`, `--command-timeout`, default 15 s): pulled before the limit, the card ends the
+//! run at once (`a_mute_card_holds_cardctl_until_it_is_pulled`); left in, the limit does
+//! (`cardctl_gives_up_on_a_mute_card_by_itself`).
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -207,8 +208,7 @@ fn a_mute_card_holds_cardctl_until_it_is_pulled() {
         assert_eq!(
             wait(&mut child, Duration::from_secs(2)),
             None,
-            "{mode}: vpcd gained a timeout? update docs/reliability.md and un-ignore \
-             cardctl_gives_up_on_a_mute_card_by_itself"
+            "{mode}: cardctl gave up before its 15 s limit"
         );
         assert_eq!(slot.apdus(), 1, "{mode}: the SELECT reached the card");
         let pulled = Instant::now();
@@ -229,22 +229,43 @@ fn a_mute_card_holds_cardctl_until_it_is_pulled() {
 }
 
 #[test]
-#[ignore = "vpcd (vsmartcard 3.3) waits for a card's answer without a timeout, pcsc-lite's \
-            SCardTransmit has none, and reader-driver's PcscCard sets none: cardctl waits for \
-            a mute card in a virtual slot until it is pulled (real CCID readers time out by \
-            their BWT); docs/reliability.md"]
 fn cardctl_gives_up_on_a_mute_card_by_itself() {
-    let (lease, _slot) = hostile_slot(HostileMode::Mute);
-    let mut child = start(&["read", "--reader", &lease.reader]);
-    let status = wait(&mut child, Duration::from_secs(30));
-    if status.is_none() {
-        child.kill().unwrap();
+    for mode in [HostileMode::Mute, HostileMode::Empty] {
+        let (lease, slot) = hostile_slot(mode);
+        let started = Instant::now();
+        let mut child = start(&["read", "--reader", &lease.reader, "--command-timeout", "2"]);
+        let status = wait(&mut child, Duration::from_secs(2) + LIMIT);
+        if status.is_none() {
+            child.kill().unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let took = started.elapsed();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{mode}: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "cardctl: the card does not respond",
+            "{mode}"
+        );
+        // It waited for the card's answer the time it was given, not less.
+        assert!(
+            took >= Duration::from_secs(2),
+            "{mode}: gave up after {took:?}"
+        );
+        // Nothing was sent after the command the card never answered.
+        assert_eq!(slot.apdus(), 1, "{mode}");
     }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+}
+
+#[test]
+fn a_command_timeout_that_is_not_a_duration_is_refused() {
+    for bad in ["0", "-1", "soon", "7200"] {
+        let ran = cardctl(&["read", &format!("--command-timeout={bad}")]);
+        assert_eq!(ran.code, Some(2), "{bad}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("is not a number of seconds"),
+            "{bad}: {}",
+            ran.stderr
+        );
+    }
 }

@@ -12,8 +12,8 @@
 //!
 //! - `cardctl --trace` of `read` (both ways), `verify-pin` (wrong, then right), `pin-status`,
 //!   a raw VERIFY through `apdu`, `atr` and `identify`, against 张三's card in a vpcd slot of
-//!   pcscd; and what cardctl printed without `--reveal`. `cardctl dump --trace` does leave the
-//!   identity in its trace: `cardctl_dump_trace_holds_no_identity` (ignored) shows it;
+//!   pcscd; and what cardctl printed without `--reveal`; `cardctl dump --trace` on its own
+//!   (`cardctl_dump_trace_holds_no_identity`: its identity reads are marked sensitive);
 //! - `kiosk --headless` (ledger, receipt) and `kiosk --headless --with-backend` (ledger,
 //!   hsm-sim's key store and log, central-server's database and log, sync-agent's log, setup
 //!   log, admin script; the key files it generated are secrets to look for, not findings).
@@ -184,9 +184,6 @@ fn cardctl_traces_and_output_hold_no_pin_identity_or_key() {
 }
 
 #[test]
-#[ignore = "cardctl dump (terminal-app src/techtools/dump.rs) reads EF05/EF06 with its own READ \
-            RECORD commands, not marked sensitive_response(): with --trace the card number, \
-            ID number and name (GBK) land in the trace in hex"]
 fn cardctl_dump_trace_holds_no_identity() {
     let (_keep, dir) = artifacts("cardctl-dump");
     cardctl_runs(&dir, &[("dump", &["dump"], None, Some(0))]);

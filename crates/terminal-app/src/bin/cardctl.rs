@@ -24,8 +24,21 @@ struct Cli {
     /// Append a redacted APDU trace (JSON lines) to FILE ("-": standard output).
     #[arg(long, global = true, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Seconds to wait for the card's answer to one command before calling it mute
+    /// (default 15).
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_timeout)]
+    command_timeout: Option<f64>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0 and 3600"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -196,6 +209,7 @@ fn main() -> ExitCode {
             },
             // "-": standard output.
             trace: Some(out.unwrap_or_else(|| PathBuf::from("-"))),
+            command_timeout: inner.command_timeout.or(cli.command_timeout),
             command: inner.command,
         };
     }
@@ -207,6 +221,10 @@ fn main() -> ExitCode {
             Proto::Any => ProtocolChoice::Any,
         },
         trace: cli.trace,
+        command_timeout: cli.command_timeout.map_or(
+            reader_driver::DEFAULT_COMMAND_TIMEOUT,
+            Duration::from_secs_f64,
+        ),
     };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();

@@ -387,7 +387,9 @@ impl<C: CardChannel> Dumper<'_, C> {
             let r = self.read(
                 format!("SSSE: {file}, all records"),
                 Context::Ssse,
-                &Command::new(0x00, 0xb2, 0x01, (sfi << 3) | 0b101).expect_data(),
+                &Command::new(0x00, 0xb2, 0x01, (sfi << 3) | 0b101)
+                    .expect_data()
+                    .sensitive_response(),
             )?;
             if r.sw() == StatusWord::IncorrectP1P2 || r.sw() == StatusWord::FunctionNotSupported {
                 // No "all records" mode: by tag.
@@ -400,7 +402,9 @@ impl<C: CardChannel> Dumper<'_, C> {
                     self.read(
                         format!("SSSE: {file}, record {tag:02X}"),
                         Context::Ssse,
-                        &Command::new(0x00, 0xb2, tag, sfi << 3).expect_data(),
+                        &Command::new(0x00, 0xb2, tag, sfi << 3)
+                            .expect_data()
+                            .sensitive_response(),
                     )?;
                 }
             }
@@ -410,7 +414,9 @@ impl<C: CardChannel> Dumper<'_, C> {
             self.read(
                 "SSSE: DF04/EF05 medical basic information, all records",
                 Context::Ssse,
-                &Command::new(0x00, 0xb2, 0x01, (ssse::SFI_EF05 << 3) | 0b101).expect_data(),
+                &Command::new(0x00, 0xb2, 0x01, (ssse::SFI_EF05 << 3) | 0b101)
+                    .expect_data()
+                    .sensitive_response(),
             )?;
         }
         Ok(())
@@ -432,7 +438,9 @@ impl<C: CardChannel> Dumper<'_, C> {
             self.read(
                 format!("PKI: {what}"),
                 Context::Emv,
-                &Command::new(0x00, 0xb0, 0x80 | sfi, 0x00).expect_data(),
+                &Command::new(0x00, 0xb0, 0x80 | sfi, 0x00)
+                    .expect_data()
+                    .sensitive_response(),
             )?;
         }
         Ok(())
