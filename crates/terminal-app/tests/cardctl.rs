@@ -4,66 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
+mod common;
+
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use firmware_tests::testenv::{PcscEnv, SlotLease};
+use common::{cardctl, env, slot_with, stderr, stdout, wait_present};
+use firmware_tests::testenv::SlotLease;
 use firmware_tests::{VirtualSlot, shared_fixture};
-use reader_driver::{EventWatcher, PcscContext};
-
-fn env() -> PcscEnv {
-    PcscEnv::load().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn wait_present(reader: &str, want: bool) {
-    let mut w = EventWatcher::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        w.next_events(Duration::from_millis(200));
-        if w.card_present(reader) == want {
-            return;
-        }
-    }
-    panic!("card in {reader} never became present={want}");
-}
-
-fn slot_with(card: &str) -> (SlotLease, VirtualSlot) {
-    let lease = env().lease().unwrap();
-    wait_present(&lease.reader, false);
-    let mut slot = VirtualSlot::new(lease.port);
-    slot.insert(shared_fixture(card).unwrap()).unwrap();
-    wait_present(&lease.reader, true);
-    (lease, slot)
-}
-
-fn cardctl(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cardctl"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use reader_driver::PcscContext;
 
 #[test]
 fn readers_lists_the_card_and_its_atr() {

@@ -14,14 +14,13 @@
     clippy::indexing_slicing
 )]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use firmware_tests::testenv::{PcscEnv, SlotLease};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{cardctl, env, slot_with, stderr, stdout, wait_present};
 use firmware_tests::{VirtualSlot, shared_fixture};
-use reader_driver::EventWatcher;
 
 /// Personal data of the fixture 张三 that must never appear unless revealed.
 const ZHANGSAN_SECRETS: [&str; 6] = [
@@ -32,59 +31,6 @@ const ZHANGSAN_SECRETS: [&str; 6] = [
     "ZHANG/SAN",
     "19870315",
 ];
-
-fn env() -> PcscEnv {
-    PcscEnv::load().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn wait_present(reader: &str, want: bool) {
-    let mut w = EventWatcher::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        w.next_events(Duration::from_millis(200));
-        if w.card_present(reader) == want {
-            return;
-        }
-    }
-    panic!("card in {reader} never became present={want}");
-}
-
-fn slot_with(card: &str) -> (SlotLease, VirtualSlot) {
-    let lease = env().lease().unwrap();
-    wait_present(&lease.reader, false);
-    let mut slot = VirtualSlot::new(lease.port);
-    slot.insert(shared_fixture(card).unwrap()).unwrap();
-    wait_present(&lease.reader, true);
-    (lease, slot)
-}
-
-fn cardctl(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cardctl"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn assert_no_secrets(text: &str) {
     for secret in ZHANGSAN_SECRETS {

@@ -16,31 +16,21 @@
 //! run at once (`a_mute_card_holds_cardctl_until_it_is_pulled`); left in, the limit does
 //! (`cardctl_gives_up_on_a_mute_card_by_itself`).
 
+mod common;
+
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::wait_present;
 use firmware_tests::VirtualSlot;
 use firmware_tests::hostile::{HostileCard, HostileMode};
 use firmware_tests::testenv::{PcscEnv, SlotLease};
-use reader_driver::EventWatcher;
 
 /// Longest a cardctl run may take against a hostile card that answers (process start, pcscd
 /// connection, and `PcscCard`'s one-second check whether a card that answered nothing is
 /// still there).
 const LIMIT: Duration = Duration::from_secs(10);
-
-fn wait_present(reader: &str, want: bool) {
-    let mut w = EventWatcher::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        w.next_events(Duration::from_millis(200));
-        if w.card_present(reader) == want {
-            return;
-        }
-    }
-    panic!("card in {reader} never became present={want}");
-}
 
 /// A leased slot with a hostile 张三 in it.
 fn hostile_slot(mode: HostileMode) -> (SlotLease, VirtualSlot) {

@@ -21,15 +21,17 @@
 //! The headless kiosk's narration on standard output names the demo cards it inserts ("insert
 //! 张三's card"); it is the demo's script, not a log, and is not kept.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::wait_present;
 use firmware_tests::leaks::{self, Catalogue, ScanOptions};
 use firmware_tests::testenv::PcscEnv;
 use firmware_tests::{VirtualSlot, shared_fixture};
-use reader_driver::EventWatcher;
 
 /// The directory this test writes into: `$SSCARD_ARTIFACTS/<name>` (emptied first), or a
 /// temporary one.
@@ -69,18 +71,6 @@ fn assert_clean(dir: &Path, secret_files: &[PathBuf]) -> leaks::Report {
     let lines: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
     assert!(lines.is_empty(), "secrets in clear:\n{}", lines.join("\n"));
     report
-}
-
-fn wait_present(reader: &str, want: bool) {
-    let mut w = EventWatcher::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        w.next_events(Duration::from_millis(200));
-        if w.card_present(reader) == want {
-            return;
-        }
-    }
-    panic!("card in {reader} never became present={want}");
 }
 
 /// One cardctl run: name, arguments, standard input, expected exit code.
