@@ -173,6 +173,12 @@ pub enum RejectReason {
     UnknownCardholder,
     /// A medical debit above what the cardholder's medical account has left on the server.
     MedicalOverdraft,
+    /// A medical debit of a cardholder whose insurance is not `active` in the server's record
+    /// (suspended, terminated): the terminal's copy of the record was stale.
+    InsuranceInactive,
+    /// A medical debit made with a card that was on the server's hot list at the transaction's
+    /// time (China Standard Time): the terminal's hot list was stale.
+    CardHotListed,
     /// A reason this client does not know (from a newer server).
     #[serde(other)]
     Other,
@@ -198,6 +204,8 @@ impl RejectReason {
             Self::CardSignatureInvalid => "card_signature_invalid",
             Self::UnknownCardholder => "unknown_cardholder",
             Self::MedicalOverdraft => "medical_overdraft",
+            Self::InsuranceInactive => "insurance_inactive",
+            Self::CardHotListed => "card_hot_listed",
             Self::Other => "other",
         }
     }

@@ -354,6 +354,11 @@ fn the_server_refuses_an_overdraft_of_its_own_medical_balance() {
 }
 
 #[test]
+fn stale_counter_copies_are_checked_again_by_the_server() {
+    common::medical_card::stale_counter_copies_are_checked_again_by_the_server(Backend::Sqlite);
+}
+
+#[test]
 fn two_counters_racing_for_the_last_of_a_medical_balance_book_one() {
     two_counters_racing_for_one_balance_book_one(Backend::Sqlite);
 }

@@ -182,3 +182,8 @@ fn medical_debits_forged_misbound_foreign_or_overdrawn_are_rejected_postgres() {
 fn two_counters_racing_through_two_server_instances_for_one_medical_balance_book_one_postgres() {
     common::medical_card::two_counters_racing_for_one_balance_book_one(Backend::Postgres);
 }
+
+#[test]
+fn stale_counter_copies_are_checked_again_by_the_server_on_postgres() {
+    common::medical_card::stale_counter_copies_are_checked_again_by_the_server(Backend::Postgres);
+}

@@ -20,7 +20,11 @@
 //! certificate chain to a CA key of the server's SSSE trust store, the signature:
 //! [`MedicalDebit::verify_card`]), then the server's own medical balance of the cardholder
 //! (`import-cardholders`): booked only if the account covers it, inside the booking
-//! transaction, else `rejected: medical_overdraft`.
+//! transaction, else `rejected: medical_overdraft`. What the counter checked offline against
+//! its own copies is checked again against the server's: a card on the hot list at the
+//! transaction's time is `rejected: card_hot_listed`, a cardholder whose insurance is not
+//! `active` `rejected: insurance_inactive` (a counter with a stale hot list or record cannot
+//! make the fund pay).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +39,7 @@ use super::hsm::HsmError;
 use super::{ApiError, AppState, Request, json_response};
 use crate::clock;
 use crate::entry::{
-    CNY, CryptogramType, EntryKind, EntryState, MAX_AMOUNT_FEN, Pan, Psn, UploadEntry,
+    CNY, CryptogramType, EntryKind, EntryState, MAX_AMOUNT_FEN, Pan, Psn, TxnTime, UploadEntry,
 };
 use crate::field_crypto::{FieldKey, ct_eq};
 use crate::mac_data;
@@ -580,6 +584,30 @@ fn guarded_insert_stmt(mut values: Vec<Val>, g: &MedicalGuard, amount_fen: u64) 
     )
 }
 
+/// The insurance status under which a medical account may be debited.
+const INSURANCE_ACTIVE: &str = "active";
+
+/// Whether the card `pan` was on the hot list at `txn_time` (the terminal's clock, China
+/// Standard Time: UTC+8, no daylight saving): the last add or remove at or before that moment
+/// decides.
+async fn hot_listed_at(state: &AppState, pan: &Pan, txn_time: &TxnTime) -> Result<bool, ApiError> {
+    const CST_OFFSET_SECS: i64 = 8 * 3600;
+    let at = txn_time.unix_seconds() - CST_OFFSET_SECS;
+    let index = state.field_key.blind_index("pan", pan.expose());
+    let rows = state
+        .db
+        .query(
+            "SELECT action FROM hotlist WHERE pan_index = $1 AND at <= $2 ORDER BY version DESC",
+            vec![Val::Bytes(index.to_vec()), Val::Int(at)],
+        )
+        .await
+        .map_err(|e| ApiError::db(&e))?;
+    match rows.first() {
+        Some(row) => Ok(row.text(0).map_err(|e| ApiError::db(&e))? == "add"),
+        None => Ok(false),
+    }
+}
+
 /// Verify the card evidence of medical debits (CPU work, off the async threads) and find each
 /// cardholder's record: a decision per entry, and the guard of those to book.
 async fn check_medical(
@@ -634,6 +662,13 @@ async fn check_medical(
                 continue;
             }
         };
+        let Some(e) = entries.get(i) else {
+            continue;
+        };
+        if hot_listed_at(state, &e.pan, &e.txn_time).await? {
+            decisions.push((i, "rejected", Some(RejectReason::CardHotListed)));
+            continue;
+        }
         let holder = holder_index(&state.field_key, &m.ssn);
         let rows = state
             .db
@@ -654,6 +689,10 @@ async fn check_medical(
             .map_err(|_| internal("a cardholder record does not open with the field key"))?;
         let record: CardholderRecord =
             serde_json::from_slice(&json).map_err(|_| internal("a stored cardholder record"))?;
+        if record.insurance_status != INSURANCE_ACTIVE {
+            decisions.push((i, "rejected", Some(RejectReason::InsuranceInactive)));
+            continue;
+        }
         guards.insert(
             i,
             MedicalGuard {

@@ -160,8 +160,27 @@ pub fn sign(
     id: IdempotencyId,
     amount: u64,
 ) -> Attested {
+    sign_at(
+        card,
+        trust,
+        terminal,
+        id,
+        amount,
+        &MED_TIME.parse().unwrap(),
+    )
+}
+
+/// [`sign`] at the transaction time `time`.
+pub fn sign_at(
+    card: &mut MedCard,
+    trust: &TrustStore,
+    terminal: &TerminalId,
+    id: IdempotencyId,
+    amount: u64,
+    time: &TxnTime,
+) -> Attested {
     card.verify_pin();
-    let time: TxnTime = MED_TIME.parse().unwrap();
+    let time = time.clone();
     let c = medical::challenge(
         terminal,
         &id,
@@ -209,8 +228,27 @@ pub fn hand_entry(
     trust: &TrustStore,
     amount: u64,
 ) -> UploadEntry {
+    hand_entry_at(
+        terminal,
+        seq,
+        card,
+        trust,
+        amount,
+        &MED_TIME.parse().unwrap(),
+    )
+}
+
+/// [`hand_entry`] at the transaction time `time`.
+pub fn hand_entry_at(
+    terminal: &TerminalId,
+    seq: u64,
+    card: &mut MedCard,
+    trust: &TrustStore,
+    amount: u64,
+    time: &TxnTime,
+) -> UploadEntry {
     let id = IdempotencyId::generate().unwrap();
-    let a = sign(card, trust, terminal, id, amount);
+    let a = sign_at(card, trust, terminal, id, amount, time);
     UploadEntry {
         terminal_id: terminal.clone(),
         seq,
@@ -223,7 +261,7 @@ pub fn hand_entry(
         pan_masked: a.pan.masked(),
         pan: a.pan,
         psn: "00".parse().unwrap(),
-        txn_time: MED_TIME.parse().unwrap(),
+        txn_time: time.clone(),
         card: None,
         recovered: None,
         medical: Some(a.medical),
@@ -232,12 +270,18 @@ pub fn hand_entry(
 
 /// Cardholder CSV for `cards` with their medical balances, region 110100.
 pub fn cardholder_csv(cards: &[(&MedCard, i64)]) -> String {
+    let with: Vec<(&MedCard, i64, &str)> = cards.iter().map(|(c, b)| (*c, *b, "active")).collect();
+    cardholder_csv_with(&with)
+}
+
+/// [`cardholder_csv`] with each cardholder's insurance status.
+pub fn cardholder_csv_with(cards: &[(&MedCard, i64, &str)]) -> String {
     let mut csv = String::from(
         "ssn,name,card_no,region,insurance_status,contribution_months,medical_balance_fen,as_of\n",
     );
-    for (c, balance) in cards {
+    for (c, balance, status) in cards {
         csv.push_str(&format!(
-            "{},{},{},110100,active,120,{balance},{AS_OF}\n",
+            "{},{},{},110100,{status},120,{balance},{AS_OF}\n",
             c.ssn(),
             c.name(),
             c.card_no()
@@ -289,12 +333,19 @@ impl MedWorld {
 
     /// Import (or replace) cardholder records on the server.
     pub fn import(&self, cards: &[(&MedCard, i64)]) {
+        let with: Vec<(&MedCard, i64, &str)> =
+            cards.iter().map(|(c, b)| (*c, *b, "active")).collect();
+        self.import_with(&with);
+    }
+
+    /// [`MedWorld::import`] with each cardholder's insurance status.
+    pub fn import_with(&self, cards: &[(&MedCard, i64, &str)]) {
         let path = self
             .env
             .dir
             .path()
             .join(format!("holders-{}.csv", super::rand16()[0]));
-        std::fs::write(&path, cardholder_csv(cards)).unwrap();
+        std::fs::write(&path, cardholder_csv_with(cards)).unwrap();
         self.env
             .admin(&["import-cardholders", "--csv", path.to_str().unwrap()]);
     }
@@ -482,6 +533,79 @@ pub fn bad_medical_debits_are_rejected_and_nothing_booked(backend: Backend) {
     for secret in [zhang.ssn(), zhang.card_no(), zhang.pan.as_str(), li.ssn()] {
         assert!(!log.contains(secret), "server log holds a personal value");
     }
+}
+
+/// What the counter checked offline against its own copies, the server checks again against
+/// its own: a debit with a card reported lost before the transaction's time is rejected
+/// `card_hot_listed` (one made before the report is booked, and one made after the card was
+/// unblocked too), a debit of a cardholder whose insurance the server holds as suspended is
+/// rejected `insurance_inactive`. Nothing rejected counts against the account; a resend gets
+/// the same answer.
+pub fn stale_counter_copies_are_checked_again_by_the_server(backend: Backend) {
+    let mut iss = Issuance::new(1);
+    let mut zhang = iss.card("zhangsan", "6217000010000001");
+    let mut li = iss.card("lisi", "6217000010000002");
+    let w = MedWorld::new(backend, "COUNTER-H", &iss, &[(&zhang, 5_000), (&li, 5_000)]);
+    w.import_with(&[(&zhang, 5_000, "active"), (&li, 5_000, "suspended")]);
+    let t = w.term.id.clone();
+    let trust = iss.trust.clone();
+    // The terminal's clock: China Standard Time.
+    let cst_in = |secs: i64| TxnTime::from_unix(backend_sync::clock::unix_now() + 8 * 3600 + secs);
+
+    let before_report = hand_entry(&t, 1, &mut zhang, &trust, 1_000);
+    w.env
+        .admin(&["report-lost", "--pan", &zhang.pan, "--reason", "lost"]);
+    let after_report = hand_entry_at(&t, 2, &mut zhang, &trust, 700, &cst_in(120));
+    let suspended = hand_entry(&t, 3, &mut li, &trust, 300);
+    let cases = [
+        (before_report, None),
+        (after_report, Some(RejectReason::CardHotListed)),
+        (suspended, Some(RejectReason::InsuranceInactive)),
+    ];
+    let entries: Vec<UploadEntry> = cases.iter().map(|(e, _)| e.clone()).collect();
+    for round in 0..2 {
+        let resp = w.term.upload(&w.server.url, entries.clone());
+        for ((e, want), got) in cases.iter().zip(&resp.results) {
+            assert_eq!(got.seq, e.seq);
+            match want {
+                None if round == 0 => assert_eq!(got.status, EntryStatus::Booked, "seq {}", e.seq),
+                None => assert_eq!(got.status, EntryStatus::Duplicate, "seq {}", e.seq),
+                Some(reason) => {
+                    assert_eq!(got.status, EntryStatus::Rejected, "seq {}", e.seq);
+                    assert_eq!(got.reason, Some(*reason), "seq {} round {round}", e.seq);
+                }
+            }
+        }
+    }
+    // Unblocked: a debit made afterwards is booked again.
+    w.env.admin(&["unblock", "--pan", &zhang.pan]);
+    let after_unblock = hand_entry_at(&t, 4, &mut zhang, &trust, 500, &cst_in(240));
+    let resp = w.term.upload(&w.server.url, vec![after_unblock]);
+    assert_eq!(resp.results[0].status, EntryStatus::Booked);
+    assert_eq!(
+        w.medical_rows(),
+        vec![
+            (1, "booked".to_string(), None),
+            (
+                2,
+                "rejected".to_string(),
+                Some("card_hot_listed".to_string())
+            ),
+            (
+                3,
+                "rejected".to_string(),
+                Some("insurance_inactive".to_string())
+            ),
+            (4, "booked".to_string(), None),
+        ]
+    );
+    assert_eq!(
+        w.env.count(
+            "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM entries
+             WHERE kind = 'medical_debit' AND status = 'booked'"
+        ),
+        1_500
+    );
 }
 
 /// Two counters, each with the cardholder's record of 5 000 fen, each record 3 000 offline (each
