@@ -12,8 +12,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The `serial-reader` binary: `$SSCARD_SERIAL_READER_BIN`, or the one named in the pcscd
-/// environment file, or `cargo build -p firmware-tests --bin serial-reader` in this checkout.
+/// The `serial-reader` binary: `$SSCARD_SERIAL_READER_BIN` (which `scripts/pcsc-env.sh env`
+/// prints), else the debug build of `cargo build -p firmware-tests --bin serial-reader` in this
+/// checkout, built on the spot.
 pub fn reader_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("SSCARD_SERIAL_READER_BIN") {
         return Ok(PathBuf::from(p));
