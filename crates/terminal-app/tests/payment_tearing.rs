@@ -23,7 +23,12 @@
 //! After each: power-cycle (the next insert), [`payment::recover`] as the session does at an
 //! insert, a sync to the server; then card, ledger and server must agree: the card's balance fell
 //! by the amount of the ledger's done payment (0 or 1), which the server booked once, with the
-//! same amount and ATC; nothing left pending; the ledger's `PRAGMA integrity_check` is ok.
+//! same amount and ATC; nothing left pending; the ledger's `PRAGMA integrity_check` is ok. A
+//! payment left in doubt is also pulled at every point of its recovery before one runs to its
+//! end.
+//!
+//! The electronic-cash load is booked nowhere above the card; the second test tears and pulls
+//! it at card + kernel level (the section before it says how).
 
 #![allow(
     clippy::unwrap_used,
