@@ -31,15 +31,13 @@
 
 use std::fmt;
 
-use card_core::apdu::Command;
 use card_core::channel::{CardChannel, CardSession, SendError};
 use card_core::crypto::sm2_cert::{self, Sm2CertError, StaticData, TrustStore, YearMonth};
 use card_core::crypto::sm3;
-use card_core::ssse::auth::SSSE_RID;
+use card_core::ssse::auth::{self, AuthError, SSSE_RID};
 use card_core::ssse::fields::{CardNumber, IdNumber};
 use card_core::ssse::records::Identity;
 use card_core::status::StatusWord;
-use card_core::tlv::{Tag, TlvIter};
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{HexArray, IdempotencyId, Pan, TerminalId, TxnTime};
@@ -53,9 +51,6 @@ pub const CHALLENGE_LEN: usize = sm3::DIGEST_LEN;
 /// Most bytes of each certificate or signature object in the evidence (a format `12` or `14`
 /// certificate with an SM2 key is under 160 bytes; signed dynamic data under 330).
 pub const MAX_EVIDENCE_BYTES: usize = 512;
-
-/// Most bytes of the card-authentication data read from EF 0018.
-const MAX_AUTH_DATA: usize = 4096;
 
 /// The challenge the card signs for a medical debit: SM3 over
 ///
@@ -343,41 +338,22 @@ pub struct Attested {
     pub medical: MedicalDebit,
 }
 
-fn element<'a>(data: &'a [u8], tag: u32, missing: &'static str) -> Result<&'a [u8], AttestError> {
-    TlvIter::new(data)
-        .find(Tag::new(tag))
-        .map_err(|_| AttestError::Malformed("not BER-TLV"))?
-        .map(|t| t.value)
-        .ok_or(AttestError::Malformed(missing))
-}
-
 fn evidence(bytes: &[u8], what: &'static str) -> Result<EvidenceBytes, AttestError> {
     EvidenceBytes::new(bytes.to_vec()).ok_or(AttestError::Malformed(what))
 }
 
-/// Read a whole transparent EF by SFI, then by offset until the card has no more (ISO/IEC
-/// 7816-4 §7.2.3), as `card_core::ssse::auth` reads EF 0018.
-fn read_binary<C: CardChannel>(s: &mut CardSession<C>, sfi: u8) -> Result<Vec<u8>, AttestError> {
-    let r = s.send(&Command::new(0x00, 0xb0, 0x80 | sfi, 0x00).expect_data())?;
-    if !r.is_success() || r.data().is_empty() {
-        return Err(AttestError::NotPersonalised(r.sw()));
-    }
-    let mut out = r.into_data();
-    while out.len() % 256 == 0 && out.len() < MAX_AUTH_DATA {
-        let offset = u16::try_from(out.len())
-            .map_err(|_| AttestError::Malformed("authentication data too long"))?;
-        let [p1, p2] = offset.to_be_bytes();
-        let r = s.send(&Command::new(0x00, 0xb0, p1, p2).expect_data())?;
-        match r.sw() {
-            StatusWord::Success if !r.data().is_empty() => out.extend_from_slice(r.data()),
-            StatusWord::Success | StatusWord::WrongP1P2 | StatusWord::EndOfFile => break,
-            sw => return Err(AttestError::NotPersonalised(sw)),
+impl From<AuthError> for AttestError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Send(e) => Self::Send(e),
+            AuthError::NotPersonalised(sw) => Self::NotPersonalised(sw),
+            AuthError::Refused(sw) => Self::Refused(sw),
+            AuthError::Malformed(what) => Self::Malformed(what),
+            // Reading and signing verify nothing; the evidence is verified below as the
+            // server will.
+            _ => Self::Malformed("card-authentication data"),
         }
     }
-    if out.len() > MAX_AUTH_DATA {
-        return Err(AttestError::Malformed("authentication data too long"));
-    }
-    Ok(out)
 }
 
 /// The terminal's side, with the card in the reader after it was authenticated and its PIN
@@ -393,58 +369,23 @@ pub fn attest<C: CardChannel>(
     challenge: &[u8; CHALLENGE_LEN],
     month: YearMonth,
 ) -> Result<Attested, AttestError> {
-    let r = s.send(
-        &Command::new(0x00, 0xa4, 0x04, 0x00)
-            .with_data(card_core::ssse::PKI_ADF_AID)
-            .expect_data(),
-    )?;
-    if !r.is_success() {
-        return Err(AttestError::NotPersonalised(r.sw()));
-    }
-    let data = read_binary(s, card_core::ssse::SFI_PKI_AUTH_DATA)?;
-    let data = data.as_slice();
-    let ca_index = *element(data, 0x8f, "no CA key index (8F)")?
-        .first()
-        .ok_or(AttestError::Malformed("empty CA key index"))?;
-    let issuer_certificate = evidence(
-        element(data, 0x90, "no issuer certificate (90)")?,
-        "issuer certificate size",
-    )?;
-    let icc_certificate = evidence(
-        element(data, 0x9f46, "no ICC certificate (9F46)")?,
-        "ICC certificate size",
-    )?;
-    let pan_bytes = element(data, 0x5a, "no PAN (5A)")?;
-    let digits: String = pan_bytes
-        .iter()
-        .flat_map(|b| [b >> 4, b & 0x0f])
-        .filter(|n| *n <= 9)
-        .map(|n| char::from(b'0' + n))
-        .collect();
-    let pan: Pan = digits
+    let data = auth::read_auth_data(s)?;
+    let issuer_certificate = evidence(&data.issuer_certificate, "issuer certificate size")?;
+    let icc_certificate = evidence(&data.icc_certificate, "ICC certificate size")?;
+    let pan: Pan = data
+        .pan_digits()
         .parse()
         .map_err(|_| AttestError::Malformed("PAN (5A) is not 12-19 digits"))?;
-    let r = s.send(
-        &Command::new(0x00, 0x88, 0x00, 0x00)
-            .with_data(challenge.to_vec())
-            .expect_data(),
-    )?;
-    if !r.is_success() {
-        return Err(AttestError::Refused(r.sw()));
-    }
-    let sdad = TlvIter::new(r.data())
-        .find_deep(Tag::new(0x9f4b))
-        .map_err(|_| AttestError::Malformed("INTERNAL AUTHENTICATE answer is not BER-TLV"))?
-        .ok_or(AttestError::Malformed("no signed dynamic data (9F4B)"))?;
+    let sdad = auth::sign_challenge(s, challenge)?;
     let medical = MedicalDebit {
         card_no: identity.card.card_number.clone(),
         ssn: identity.holder.ssn.clone(),
         attestation: CardAttestation {
-            ca_index,
+            ca_index: data.ca_index,
             issuer_certificate,
             icc_certificate,
             challenge: HexArray(*challenge),
-            signed_dynamic_data: evidence(sdad.value, "signed dynamic data size")?,
+            signed_dynamic_data: evidence(&sdad, "signed dynamic data size")?,
         },
     };
     medical.verify_card(trust, &pan, month)?;

@@ -71,12 +71,7 @@ pub struct Authenticated {
 impl Authenticated {
     /// The PAN's digits.
     pub fn pan_digits(&self) -> String {
-        self.pan
-            .iter()
-            .flat_map(|b| [b >> 4, b & 0x0f])
-            .filter(|n| *n <= 9)
-            .map(|n| char::from(b'0' + n))
-            .collect()
+        bcd_digits(&self.pan)
     }
 }
 
@@ -143,16 +138,49 @@ fn read_binary<C: CardChannel>(
     Ok(out)
 }
 
-/// Authenticate the card: certificates, then `challenge` (fresh random bytes from the caller;
-/// [`CHALLENGE_LEN`] recommended). `identity` is what was read from EF05/EF06 before.
-pub fn authenticate_card<C: CardChannel>(
-    s: &mut CardSession<C>,
-    trust: &TrustStore,
-    identity: &Identity,
-    challenge: &[u8],
-    today: YearMonth,
-) -> Result<Authenticated, AuthError> {
-    // Select the certificate application.
+/// The card's authentication data (EF 0018 of the PKI application) as read, before anything
+/// is verified: what a verifier elsewhere (the central server, for a medical debit) needs with
+/// the card's signature to check the card again. `Debug` shows no PAN.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthData {
+    /// The CA key index (`8F`).
+    pub ca_index: u8,
+    /// The issuer certificate (`90`).
+    pub issuer_certificate: Vec<u8>,
+    /// The ICC certificate (`9F46`).
+    pub icc_certificate: Vec<u8>,
+    /// The PAN the certificates name (`5A`, BCD, `F`-padded).
+    pub pan: Vec<u8>,
+}
+
+impl core::fmt::Debug for AuthData {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AuthData")
+            .field("ca_index", &self.ca_index)
+            .field("issuer_certificate_len", &self.issuer_certificate.len())
+            .field("icc_certificate_len", &self.icc_certificate.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthData {
+    /// The PAN's digits.
+    pub fn pan_digits(&self) -> String {
+        bcd_digits(&self.pan)
+    }
+}
+
+fn bcd_digits(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0x0f])
+        .filter(|n| *n <= 9)
+        .map(|n| char::from(b'0' + n))
+        .collect()
+}
+
+/// Select the certificate application and read its authentication data (EF 0018), unverified.
+pub fn read_auth_data<C: CardChannel>(s: &mut CardSession<C>) -> Result<AuthData, AuthError> {
     let r = s.send(
         &Command::new(0x00, 0xa4, 0x04, 0x00)
             .with_data(PKI_ADF_AID)
@@ -163,25 +191,22 @@ pub fn authenticate_card<C: CardChannel>(
     }
     let data = read_binary(s, SFI_PKI_AUTH_DATA, MAX_AUTH_DATA)?;
     let data = data.as_slice();
-    let index = *value(data, 0x8f)?
-        .first()
-        .ok_or(AuthError::Malformed("empty CA key index"))?;
-    let issuer_cert = value(data, 0x90)?;
-    let icc_cert = value(data, 0x9f46)?;
-    let pan = value(data, 0x5a)?;
-    let statics = static_data(identity);
-    let icc_key = sm2_cert::verify_chain(
-        trust,
-        SSSE_RID,
-        index,
-        issuer_cert,
-        icc_cert,
-        pan,
-        &StaticData::records(&statics),
-        today,
-    )
-    .map_err(AuthError::Certificate)?;
+    Ok(AuthData {
+        ca_index: *value(data, 0x8f)?
+            .first()
+            .ok_or(AuthError::Malformed("empty CA key index"))?,
+        issuer_certificate: value(data, 0x90)?.to_vec(),
+        icc_certificate: value(data, 0x9f46)?.to_vec(),
+        pan: value(data, 0x5a)?.to_vec(),
+    })
+}
 
+/// Send INTERNAL AUTHENTICATE with `challenge` and return the card's signed dynamic data
+/// (`9F4B`), unverified.
+pub fn sign_challenge<C: CardChannel>(
+    s: &mut CardSession<C>,
+    challenge: &[u8],
+) -> Result<Vec<u8>, AuthError> {
     let r = s.send(
         &Command::new(0x00, 0x88, 0x00, 0x00)
             .with_data(challenge)
@@ -194,7 +219,34 @@ pub fn authenticate_card<C: CardChannel>(
         .find_deep(Tag::new(0x9f4b))
         .map_err(|_| AuthError::Malformed("INTERNAL AUTHENTICATE answer is not BER-TLV"))?
         .ok_or(AuthError::Malformed("no signed dynamic data (9F4B)"))?;
-    let signed = sm2_cert::verify_dynamic_signature(&icc_key, sdad.value, challenge)
+    Ok(sdad.value.to_vec())
+}
+
+/// Authenticate the card: certificates, then `challenge` (fresh random bytes from the caller;
+/// [`CHALLENGE_LEN`] recommended). `identity` is what was read from EF05/EF06 before. A card
+/// whose certificates fail is not asked to sign.
+pub fn authenticate_card<C: CardChannel>(
+    s: &mut CardSession<C>,
+    trust: &TrustStore,
+    identity: &Identity,
+    challenge: &[u8],
+    today: YearMonth,
+) -> Result<Authenticated, AuthError> {
+    let data = read_auth_data(s)?;
+    let statics = static_data(identity);
+    let icc_key = sm2_cert::verify_chain(
+        trust,
+        SSSE_RID,
+        data.ca_index,
+        &data.issuer_certificate,
+        &data.icc_certificate,
+        &data.pan,
+        &StaticData::records(&statics),
+        today,
+    )
+    .map_err(AuthError::Certificate)?;
+    let sdad = sign_challenge(s, challenge)?;
+    let signed = sm2_cert::verify_dynamic_signature(&icc_key, &sdad, challenge)
         .map_err(AuthError::BadSignature)?;
     let icc_dynamic_number = signed
         .icc_dynamic_number()
@@ -202,9 +254,9 @@ pub fn authenticate_card<C: CardChannel>(
         .to_vec();
     Ok(Authenticated {
         icc_key,
-        ca_index: index,
+        ca_index: data.ca_index,
         icc_dynamic_number,
-        pan: pan.to_vec(),
+        pan: data.pan,
     })
 }
 
