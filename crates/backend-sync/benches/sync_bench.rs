@@ -9,6 +9,15 @@
 //!
 //! `BENCH_ENTRIES` (default 100000) and `BENCH_SCALE_ENTRIES` (default 20000) size part 2;
 //! `BENCH_APPENDS` (default 2000) sizes part 1.
+//!
+//! 3. appends against the ledger's size: the ledger and the raw table are pre-filled to each of
+//!    `BENCH_LEDGER_SIZES` (default `1000,10000,100000`; `scripts/bench-report.sh` goes to 10M)
+//!    by bulk inserts of rows of the same shape (one transaction per 100,000 rows, no fsync), then
+//!    `BENCH_SIZE_APPENDS` (default 200) durable appends are timed on each side, alternating.
+//!
+//! `BENCH_BATCHES` (default `10,50,200,500,1000`) and `BENCH_TERMINALS` (default `1,2,4,8`)
+//! choose the scaling runs. With `BENCH_JSON=path` every figure is also appended there as a
+//! JSON line (crates/bench-report).
 
 #![allow(
     clippy::unwrap_used,
@@ -35,7 +44,151 @@ use card_core::crypto::sm2::Sm2PrivateKey;
 use hsm_sim::server::BackgroundServer;
 use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
 
+#[path = "../../bench-report/src/emit.rs"]
+mod emit;
+
 const FIELD_KEY: &str = "000102030405060708090A0B0C0D0E0F";
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+const RAW_TABLE: &str = "CREATE TABLE entries (seq INTEGER PRIMARY KEY,
+    idempotency_id TEXT NOT NULL UNIQUE, batch_no INTEGER NOT NULL, kind TEXT NOT NULL,
+    amount_fen INTEGER NOT NULL, currency INTEGER NOT NULL, pan_masked TEXT NOT NULL,
+    pan_index BLOB NOT NULL, pan_enc BLOB NOT NULL, psn_enc BLOB NOT NULL,
+    txn_time TEXT NOT NULL, created_at INTEGER NOT NULL)";
+
+const RAW_INSERT: &str =
+    "INSERT INTO entries VALUES (?1, ?2, 1, 'ec_purchase', 100, 156, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// One autocommit INSERT of a ledger-shaped row (the peer of `Ledger::begin_payment`).
+fn raw_insert(raw: &rusqlite::Connection, seq: i64, masked: &str) {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).unwrap();
+    raw.prepare_cached(RAW_INSERT)
+        .unwrap()
+        .execute(rusqlite::params![
+            seq,
+            hex::encode(id),
+            masked,
+            vec![0u8; 32],
+            vec![0u8; 81],
+            vec![0u8; 65],
+            "20250301101500",
+            seq
+        ])
+        .unwrap();
+}
+
+/// Bulk-fill the `entries` table at `path` up to `target` rows with ledger-shaped rows (random
+/// idempotency ids, so the unique index grows as the ledger's does), 100,000 rows per
+/// transaction, without fsync: set-up, not measured.
+fn prefill(path: &Path, target: usize, masked: &str, rng: &mut u64) {
+    let mut c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA cache_size = -400000;",
+    )
+    .unwrap();
+    let mut have: i64 = c
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let (idx, enc_pan, enc_psn) = (vec![7u8; 32], vec![0u8; 81], vec![0u8; 65]);
+    while (have as usize) < target {
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx.prepare_cached(RAW_INSERT).unwrap();
+            let end = (have as usize + 100_000).min(target) as i64;
+            while have < end {
+                have += 1;
+                // xorshift64*: cheap, unique enough for 10M ids with the sequence number in it.
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 7;
+                *rng ^= *rng << 17;
+                let id = format!(
+                    "{:016x}{:016x}",
+                    rng.wrapping_mul(0x2545_f491_4f6c_dd1d),
+                    have
+                );
+                st.execute(rusqlite::params![
+                    have,
+                    id,
+                    masked,
+                    &idx,
+                    &enc_pan,
+                    &enc_psn,
+                    "20250301101500",
+                    have
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+}
+
+/// Part 3: durable appends per second at each ledger size, ours against raw SQLite.
+fn appends_by_size(dir: &Path, sizes: &[usize], appends: usize) -> Vec<(usize, f64, f64)> {
+    let tid: TerminalId = "BENCH-S".parse().unwrap();
+    let (lpath, rpath) = (dir.join("size-ledger.db"), dir.join("size-raw.db"));
+    let card = TestCard::demo_sm4(3).unwrap();
+    let masked = card.pan.masked();
+    drop(Ledger::open(&lpath, &tid, FieldKey::from_hex(FIELD_KEY).unwrap()).unwrap());
+    {
+        let raw = rusqlite::Connection::open(&rpath).unwrap();
+        raw.execute_batch(ledger::pragmas(Durability::Full))
+            .unwrap();
+        raw.execute_batch(RAW_TABLE).unwrap();
+        // The ledger's other index on entries.
+        raw.execute_batch("CREATE INDEX entries_by_batch ON entries(batch_no, seq)")
+            .unwrap();
+    }
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::new();
+    for &size in sizes {
+        prefill(&lpath, size, &masked, &mut rng);
+        prefill(&rpath, size, &masked, &mut rng);
+        let mut l = Ledger::open(&lpath, &tid, FieldKey::from_hex(FIELD_KEY).unwrap()).unwrap();
+        let raw = rusqlite::Connection::open(&rpath).unwrap();
+        raw.execute_batch(ledger::pragmas(Durability::Full))
+            .unwrap();
+        let mut seq: i64 = raw
+            .query_row("SELECT MAX(seq) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        // Warm both (page cache, prepared statements).
+        for _ in 0..10 {
+            l.begin_payment(&payment(&card, 100)).unwrap();
+            seq += 1;
+            raw_insert(&raw, seq, &masked);
+        }
+        let rounds = 5;
+        let per = (appends / rounds).max(1);
+        let (mut t_l, mut t_r) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..rounds {
+            let t = Instant::now();
+            for _ in 0..per {
+                l.begin_payment(&payment(&card, 100)).unwrap();
+            }
+            t_l += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..per {
+                seq += 1;
+                raw_insert(&raw, seq, &masked);
+            }
+            t_r += t.elapsed();
+        }
+        let n = (per * rounds) as f64;
+        out.push((size, n / t_l.as_secs_f64(), n / t_r.as_secs_f64()));
+    }
+    out
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -67,14 +220,7 @@ fn ledger_vs_raw(dir: &Path, n: usize) -> (f64, f64) {
     let raw = rusqlite::Connection::open(dir.join("raw.db")).unwrap();
     raw.execute_batch(ledger::pragmas(Durability::Full))
         .unwrap();
-    raw.execute_batch(
-        "CREATE TABLE entries (seq INTEGER PRIMARY KEY, idempotency_id TEXT NOT NULL UNIQUE,
-            batch_no INTEGER NOT NULL, kind TEXT NOT NULL, amount_fen INTEGER NOT NULL,
-            currency INTEGER NOT NULL, pan_masked TEXT NOT NULL, pan_index BLOB NOT NULL,
-            pan_enc BLOB NOT NULL, psn_enc BLOB NOT NULL, txn_time TEXT NOT NULL,
-            created_at INTEGER NOT NULL)",
-    )
-    .unwrap();
+    raw.execute_batch(RAW_TABLE).unwrap();
     let card = TestCard::demo_sm4(1).unwrap();
     let rounds = 10;
     let per = (n / rounds).max(1);
@@ -89,22 +235,7 @@ fn ledger_vs_raw(dir: &Path, n: usize) -> (f64, f64) {
         let t = Instant::now();
         for _ in 0..per {
             seq += 1;
-            let mut id = [0u8; 16];
-            getrandom::fill(&mut id).unwrap();
-            raw.execute(
-                "INSERT INTO entries VALUES (?1, ?2, 1, 'ec_purchase', 100, 156, ?3, ?4, ?5, ?6, ?7, ?8)",
-                rusqlite::params![
-                    seq,
-                    hex::encode(id),
-                    card.pan.masked(),
-                    vec![0u8; 32],
-                    vec![0u8; 81],
-                    vec![0u8; 65],
-                    "20250301101500",
-                    seq
-                ],
-            )
-            .unwrap();
+            raw_insert(&raw, seq, &card.pan.masked());
         }
         t_raw += t.elapsed();
     }
@@ -301,6 +432,49 @@ fn main() {
         "| write-ahead intent (`begin_payment`, one FULL commit) | {ours:.0} | {peer:.0} | {:.2} | 0.80 |\n",
         ours / peer
     );
+    emit::record(
+        "sync_bench",
+        "durable ledger append (`Ledger::begin_payment`, one FULL commit)",
+        "/s",
+        ours,
+    )
+    .peer("raw SQLite INSERT, same pragmas", Some(peer))
+    .goal_ratio(0.80)
+    .emit();
+
+    let sizes = env_list("BENCH_LEDGER_SIZES", &[1000, 10_000, 100_000]);
+    let size_appends = env_usize("BENCH_SIZE_APPENDS", 200);
+    if sizes.iter().any(|&s| s > 0) {
+        let by_size = appends_by_size(dir.path(), &sizes, size_appends);
+        println!(
+            "## Durable appends against the ledger's size ({size_appends} each, alternating)\n"
+        );
+        println!("| entries before | ours (appends/s) | raw SQLite INSERT (/s) | ratio |");
+        println!("|---:|---:|---:|---:|");
+        for (size, ours, peer) in by_size {
+            println!("| {size} | {ours:.0} | {peer:.0} | {:.2} |", ours / peer);
+            emit::record(
+                "sync_bench",
+                &format!("durable ledger append at {size} entries"),
+                "/s",
+                ours,
+            )
+            .peer("raw SQLite INSERT, same pragmas and indexes", Some(peer))
+            .goal_ratio(0.80)
+            .plot(
+                "ledger_size",
+                "ledger append (`Ledger::begin_payment`)",
+                size as f64,
+            )
+            .emit();
+        }
+        println!();
+        for f in ["size-ledger.db", "size-raw.db"] {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(dir.path().join(format!("{f}{suffix}")));
+            }
+        }
+    }
 
     let hsm = start_hsm();
     let hsm_addr = hsm.addr().to_string();
@@ -318,7 +492,15 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|");
     let r = upload_run(&rt, dir.path(), &server, "main", entries, 1, 500);
     println!("| {entries} | 1 | 500 | {r:.0} | {:.2} |", r / 5000.0);
-    for batch in [10, 50, 200, 1000] {
+    emit::record(
+        "sync_bench",
+        &format!("sync, {entries} entries, 1 terminal, batches of 500 (booked entries/s)"),
+        "/s",
+        r,
+    )
+    .goal_ours(5000.0)
+    .emit();
+    for batch in env_list("BENCH_BATCHES", &[10, 50, 200, 500, 1000]) {
         let r = upload_run(
             &rt,
             dir.path(),
@@ -329,8 +511,17 @@ fn main() {
             batch,
         );
         println!("| {scale} | 1 | {batch} | {r:.0} | {:.2} |", r / 5000.0);
+        emit::record(
+            "sync_bench",
+            &format!("sync, {scale} entries, 1 terminal, batches of {batch}"),
+            "/s",
+            r,
+        )
+        .goal_ours(5000.0)
+        .plot("sync_batch", "booked entries/s, 1 terminal", batch as f64)
+        .emit();
     }
-    for terminals in [2, 4, 8] {
+    for terminals in env_list("BENCH_TERMINALS", &[1, 2, 4, 8]) {
         let r = upload_run(
             &rt,
             dir.path(),
@@ -344,6 +535,19 @@ fn main() {
             "| {scale} | {terminals} | 500 | {r:.0} | {:.2} |",
             r / 5000.0
         );
+        emit::record(
+            "sync_bench",
+            &format!("sync, {scale} entries, {terminals} terminals, batches of 500"),
+            "/s",
+            r,
+        )
+        .goal_ours(5000.0)
+        .plot(
+            "sync_terminals",
+            "booked entries/s, batches of 500",
+            terminals as f64,
+        )
+        .emit();
     }
     drop(hsm);
 }

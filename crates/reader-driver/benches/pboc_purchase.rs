@@ -47,6 +47,9 @@ use firmware_tests::testenv::PcscEnv;
 use firmware_tests::{Profile, SoftCard, VirtualSlot, shared_fixture};
 use reader_driver::{EventWatcher, PcscCard, PcscContext, ProtocolChoice};
 
+#[path = "../../bench-report/src/emit.rs"]
+mod emit;
+
 const CARD: &str = "zhangsan";
 const GET_DATA_BALANCE: [u8; 5] = [0x80, 0xca, 0x9f, 0x79, 0x00];
 
@@ -413,6 +416,32 @@ fn main() {
             ms(med),
             ms(med) / n as f64
         );
+    }
+    for (flow, st) in flows.iter().zip(&samples) {
+        let software = median(&paired(&st.total, &st.raw));
+        let total = emit::record(
+            "pboc_purchase",
+            &format!("{}: end to end (median ms)", flow.name()),
+            "ms",
+            ms(median(&st.total)),
+        )
+        .peer("as many raw `pcsc` round trips", Some(ms(median(&st.raw))))
+        .lower_is_better();
+        if *flow == Flow::Qpboc {
+            total.goal_ours(50.0)
+        } else {
+            total
+        }
+        .emit();
+        emit::record(
+            "pboc_purchase",
+            &format!("{}: software = total − raw (median ms)", flow.name()),
+            "ms",
+            ms(software),
+        )
+        .lower_is_better()
+        .goal_ours(2.0)
+        .emit();
     }
     println!();
     for (flow, st) in flows.iter().zip(&samples) {

@@ -20,6 +20,9 @@ use firmware_tests::testenv::PcscEnv;
 use firmware_tests::{VirtualSlot, shared_fixture};
 use reader_driver::{EventWatcher, PcscContext, ProtocolChoice};
 
+#[path = "../../bench-report/src/emit.rs"]
+mod emit;
+
 const SELECT: [u8; 21] = [
     0x00, 0xa4, 0x04, 0x00, 0x0f, 0x73, 0x78, 0x31, 0x2e, 0x73, 0x68, 0x2e, 0xc9, 0xe7, 0xbb, 0xe1,
     0xb1, 0xa3, 0xd5, 0xcf, 0x00,
@@ -169,6 +172,28 @@ fn main() {
         println!("raw {label}: median {:.1} µs", us(*med));
     }
     let ratio = us(b.quantile(0.5)) / us(a.quantile(0.5));
+    emit::record(
+        "pcsc_roundtrip",
+        "SELECT through card-core `CardSession::send` (median µs)",
+        "µs",
+        us(b.quantile(0.5)),
+    )
+    .peer("raw `pcsc` transmit (the floor)", Some(us(a.quantile(0.5))))
+    .lower_is_better()
+    .goal_ratio(1.05)
+    .emit();
+    emit::record(
+        "pcsc_roundtrip",
+        "SSSE identity read, all records per file, 3 APDUs (median µs)",
+        "µs",
+        us(c.quantile(0.5)),
+    )
+    .peer(
+        "raw `pcsc`: its 3 commands, each median",
+        Some(parts.iter().map(|(_, d)| us(*d)).sum()),
+    )
+    .lower_is_better()
+    .emit();
     println!();
     println!("(b)/(a) median ratio: {ratio:.3} (goal: at most 1.05)");
     println!(

@@ -25,6 +25,9 @@ use firmware_tests::serial_reader::SerialLine;
 use firmware_tests::serial_reader::pcscd;
 use reader_driver::{EventWatcher, PcscContext, ProtocolChoice, SerialReader, SerialReaderConfig};
 
+#[path = "../../bench-report/src/emit.rs"]
+mod emit;
+
 fn quantile(v: &[Duration], q: f64) -> Duration {
     let mut v = v.to_vec();
     v.sort();
@@ -124,6 +127,16 @@ fn main() {
             } else {
                 "T=0"
             };
+            emit::record(
+                "serial_roundtrip",
+                &format!("SSSE SELECT, {baud} baud, {name}, reader-driver serial (median ms)"),
+                "ms",
+                ms(quantile(&a, 0.5)),
+            )
+            .peer("pcscd + libccidtwin", Some(ms(quantile(&b, 0.5))))
+            .lower_is_better()
+            .goal_ratio(1.0)
+            .emit();
             for (path, v, e, r) in [
                 ("reader-driver serial", &a, ea, format!("{ratio:.3}")),
                 ("pcscd + libccidtwin", &b, eb, String::new()),

@@ -1,0 +1,353 @@
+//! `bench-report`: writes the generated sections of docs/benchmarks.md (the machine, the table
+//! of every figure against its peer, each bench's printed tables, the plots) from one run of
+//! every bench, leaving the hand-written prose between them as it is.
+//!
+//! ```text
+//! bench-report --json RESULTS.jsonl --outputs DIR --doc docs/benchmarks.md \
+//!     [--out FILE] --plots docs/plots [--plots-link plots] [--mode full|quick] [--note TEXT]
+//! ```
+//!
+//! `RESULTS.jsonl` holds the lines the benches appended with `BENCH_JSON` set; `DIR` holds each
+//! bench's standard output as `NAME.txt` (and `NAME.skipped` with a reason for a bench that did
+//! not run); each fills the section `<!-- generated:NAME -->` … `<!-- /generated:NAME -->`.
+//! `scripts/bench-report.sh` runs the benches and then this.
+
+mod emit;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use plotters::prelude::*;
+
+use report::{Record, fmt_num};
+
+/// Sections in the order of the document, for the summary.
+const ORDER: &[&str] = &[
+    "pcsc_roundtrip",
+    "crypto",
+    "tlv",
+    "hsm_throughput",
+    "sync_bench",
+    "serial_roundtrip",
+    "pboc_purchase",
+    "kiosk",
+];
+
+struct Args {
+    json: PathBuf,
+    outputs: PathBuf,
+    doc: PathBuf,
+    out: PathBuf,
+    plots: PathBuf,
+    plots_link: String,
+    mode: String,
+    note: Option<String>,
+}
+
+fn args() -> Result<Args> {
+    let mut m: BTreeMap<String, String> = BTreeMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let Some(name) = k.strip_prefix("--") else {
+            bail!("unexpected argument {k:?}");
+        };
+        let v = it
+            .next()
+            .with_context(|| format!("--{name} needs a value"))?;
+        m.insert(name.to_string(), v);
+    }
+    let need = |k: &str| {
+        m.get(k)
+            .cloned()
+            .with_context(|| format!("--{k} is required"))
+    };
+    let doc = PathBuf::from(need("doc")?);
+    Ok(Args {
+        json: need("json")?.into(),
+        outputs: need("outputs")?.into(),
+        out: m.get("out").map_or_else(|| doc.clone(), PathBuf::from),
+        doc,
+        plots: need("plots")?.into(),
+        plots_link: m
+            .get("plots-link")
+            .cloned()
+            .unwrap_or_else(|| "plots".into()),
+        mode: m.get("mode").cloned().unwrap_or_else(|| "full".into()),
+        note: m.get("note").cloned(),
+    })
+}
+
+fn first_line(prog: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(prog).args(args).output().ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+fn deb_version(pkg: &str) -> String {
+    first_line("dpkg-query", &["-W", "-f", "${Version}\n", pkg])
+        .filter(|v| !v.contains("no packages"))
+        .unwrap_or_else(|| "not installed".into())
+}
+
+fn proc_field(path: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+fn lock_version(name: &str) -> Option<String> {
+    let lock = std::fs::read_to_string("Cargo.lock").ok()?;
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == format!("name = \"{name}\"") {
+            return lines.next()?.split('"').nth(1).map(str::to_string);
+        }
+    }
+    None
+}
+
+fn machine(a: &Args, skipped: &[(String, String)]) -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = proc_field("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
+    let mem = proc_field("/proc/meminfo", "MemTotal")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or("unknown".into(), |kb| {
+            format!("{:.1} GiB", kb / 1024.0 / 1024.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or("unknown".into(), |s| s.trim().to_string());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let na = || "not found".to_string();
+    let commit = first_line("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(na);
+    let date = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(na);
+    let mut s = format!(
+        "Generated by `scripts/bench-report.sh{}` on {date}, commit {commit}{}.\n\n\
+         | | |\n|---|---|\n\
+         | machine | {cpus} CPUs ({cpu}), {mem} RAM, load average {load} at the end |\n\
+         | system | {os}, Linux {kernel} |\n\
+         | Rust | {}, {} |\n\
+         | pcsc-lite (pcscd) | {} |\n\
+         | vsmartcard-vpcd | {} |\n\
+         | libccid (libccidtwin) | {} |\n\
+         | OpenSSL | {} |\n\
+         | SQLite | bundled by libsqlite3-sys {} |\n\
+         | iso7816-tlv | {} |\n",
+        if a.mode == "quick" { " --quick" } else { "" },
+        a.note
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        first_line("rustc", &["--version"]).unwrap_or_else(na),
+        first_line("cargo", &["--version"]).unwrap_or_else(na),
+        deb_version("pcscd"),
+        deb_version("vsmartcard-vpcd"),
+        deb_version("libccid"),
+        first_line("openssl", &["version"]).unwrap_or_else(na),
+        lock_version("libsqlite3-sys").unwrap_or_else(na),
+        lock_version("iso7816-tlv").unwrap_or_else(na),
+    );
+    if a.mode == "quick" {
+        s.push_str(
+            "\n**Quick mode**: small sample sizes, for checking the report end to end; the figures \
+             are noisier than a full run's.\n",
+        );
+    }
+    for (name, why) in skipped {
+        s.push_str(&format!("\nNot run this time: `{name}` ({why}).\n"));
+    }
+    s
+}
+
+struct PlotInfo {
+    title: &'static str,
+    x: &'static str,
+    y: &'static str,
+}
+
+fn plot_info(id: &str) -> PlotInfo {
+    match id {
+        "hsm_clients" => PlotInfo {
+            title: "hsm-sim: ARQC verifications/s against TCP clients",
+            x: "concurrent clients (log scale)",
+            y: "verifications per second",
+        },
+        "sync_batch" => PlotInfo {
+            title: "Sync: booked entries/s against batch size (1 terminal)",
+            x: "entries per batch (log scale)",
+            y: "booked entries per second",
+        },
+        "sync_terminals" => PlotInfo {
+            title: "Sync: booked entries/s against terminals (batches of 500)",
+            x: "terminals uploading at once (log scale)",
+            y: "booked entries per second",
+        },
+        "ledger_size" => PlotInfo {
+            title: "Durable ledger appends/s against the ledger's size",
+            x: "entries already in the ledger (log scale)",
+            y: "appends per second (one fsync each)",
+        },
+        _ => PlotInfo {
+            title: "",
+            x: "x (log scale)",
+            y: "",
+        },
+    }
+}
+
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(90, 90, 90),
+];
+
+fn draw(path: &Path, id: &str, curves: &BTreeMap<String, Vec<(f64, f64)>>) -> Result<()> {
+    let info = plot_info(id);
+    let title = if info.title.is_empty() {
+        id
+    } else {
+        info.title
+    };
+    let pts = || curves.values().flatten();
+    let xmin = pts().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let xmax = pts().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    let ymax = pts().map(|p| p.1).fold(0.0, f64::max);
+    if !(xmin.is_finite() && xmax.is_finite() && xmin > 0.0) {
+        bail!("plot {id}: no points with x > 0");
+    }
+    let (xmin, xmax) = (xmin / 1.3, xmax * 1.3);
+    let root = SVGBackend::new(path, (820, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d((xmin..xmax).log_scale(), 0f64..(ymax * 1.45).max(1.0))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    chart
+        .configure_mesh()
+        .x_desc(info.x)
+        .y_desc(info.y)
+        .x_label_formatter(&|v| fmt_num(*v))
+        .y_label_formatter(&|v| fmt_num(*v))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    for (i, (name, points)) in curves.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let dashed = name.starts_with("peer:") || name.starts_with("goal:");
+        let style = colour.stroke_width(2);
+        let series = if dashed {
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), style))
+        }
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        series.label(name.as_str()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+        });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = args()?;
+    let json = std::fs::read_to_string(&a.json).with_context(|| format!("{}", a.json.display()))?;
+    let records: Vec<Record> = report::parse_lines(&json)?;
+    let mut doc =
+        std::fs::read_to_string(&a.doc).with_context(|| format!("{}", a.doc.display()))?;
+    let names = report::section_names(&doc);
+
+    // Each bench's printed tables, or the reason it did not run.
+    let mut skipped = Vec::new();
+    for name in &names {
+        let out = a.outputs.join(format!("{name}.txt"));
+        let skip = a.outputs.join(format!("{name}.skipped"));
+        if let Ok(text) = std::fs::read_to_string(&skip) {
+            skipped.push((name.clone(), text.trim().to_string()));
+        } else if let Ok(text) = std::fs::read_to_string(&out) {
+            doc = report::replace_section(&doc, name, &report::render_output(&text))?;
+        }
+    }
+
+    std::fs::create_dir_all(&a.plots)?;
+    let mut images = String::new();
+    for (id, curves) in report::plot_series(&records) {
+        let file = format!("{id}.svg");
+        draw(&a.plots.join(&file), &id, &curves)?;
+        let title = plot_info(&id).title;
+        images.push_str(&format!("![{title}]({}/{file})\n\n", a.plots_link));
+        // The points, for readers without the image.
+        images.push_str(&format!(
+            "<details><summary>{title}: the points</summary>\n\n"
+        ));
+        images.push_str("| curve | x | y |\n|---|---:|---:|\n");
+        for (name, pts) in &curves {
+            for (x, y) in pts {
+                images.push_str(&format!("| {name} | {} | {} |\n", fmt_num(*x), fmt_num(*y)));
+            }
+        }
+        images.push_str("\n</details>\n\n");
+    }
+
+    let mut summary = report::summary_table(&records, ORDER);
+    let misses = report::misses(&records);
+    summary.push('\n');
+    if misses.is_empty() {
+        summary.push_str("Every figure with a goal met it in this run.\n");
+    } else {
+        summary.push_str("Missed in this run (why: in each bench's section below):\n\n");
+        for m in misses {
+            summary.push_str(&format!("- {m}\n"));
+        }
+    }
+    for (name, content) in [
+        ("machine", machine(&a, &skipped)),
+        ("summary", summary),
+        ("plots", images),
+    ] {
+        if names.iter().any(|n| n == name) {
+            doc = report::replace_section(&doc, name, &content)?;
+        }
+    }
+    std::fs::write(&a.out, doc).with_context(|| format!("{}", a.out.display()))?;
+    println!(
+        "bench-report: {} figures, {} sections → {}",
+        records.len(),
+        names.len(),
+        a.out.display()
+    );
+    Ok(())
+}
