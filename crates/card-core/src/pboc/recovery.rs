@@ -130,8 +130,12 @@ pub fn check_debit<C: CardChannel>(
     let Some(entry) = app.fci.log_entry.filter(|e| e.records > 0) else {
         return Ok(Recovery::Unclear(UnclearReason::NoLog));
     };
-    let Ok(format) = read_log_format(s, 0x9f4f) else {
-        return Ok(Recovery::Unclear(UnclearReason::NoLog));
+    let format = match read_log_format(s, 0x9f4f) {
+        Ok(f) => f,
+        // The card was pulled or went mute: nothing is known yet, the next insert asks again.
+        Err(e @ PbocError::Send(_)) => return Err(e),
+        // The card has no usable log format: its log cannot settle the debit.
+        Err(_) => return Ok(Recovery::Unclear(UnclearReason::NoLog)),
     };
     let with_atc = format
         .entries()
@@ -385,6 +389,23 @@ mod tests {
                 records: MAX_RECORDS,
                 oldest_atc: Some(0x13)
             })
+        );
+    }
+
+    #[test]
+    fn a_card_pulled_at_the_log_format_is_an_error_not_no_log() {
+        // The card answers the ATC and the balance, then is gone: the replay has nothing more.
+        let script = "> 80CA9F3600\n< 9F36020009 9000\n> 80CA9F7900\n< 9F7906000000049850 9000\n";
+        let mut s = CardSession::new(ReplayChannel::parse(script).unwrap());
+        assert!(matches!(
+            check_debit(&mut s, &app(), &intent()),
+            Err(PbocError::Send(_))
+        ));
+        // A card that has no log format is another matter: its log cannot settle the debit.
+        let no_format = "> 80CA9F4F00\n< 6A88\n";
+        assert_eq!(
+            run_with(no_format, &app(), "0009", "000000049850", &[]),
+            Recovery::Unclear(UnclearReason::NoLog)
         );
     }
 
