@@ -9,25 +9,16 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
 use backend_sync::entry::EntryState;
-use egui_kittest::Harness;
+use common::ui::Rig;
 use egui_kittest::kittest::Queryable;
-use terminal_app::card_source::{DemoSlot, DemoSource};
 use terminal_app::clock::LocalTime;
 use terminal_app::counter_mode::{CounterApp, Step};
-use terminal_app::demo::DemoWorld;
-use terminal_app::kiosk::{DemoPanel, Lang};
-use terminal_app::session::Worker;
+use terminal_app::kiosk::Lang;
 
-struct Counter {
-    harness: Harness<'static, CounterApp>,
-    slot: DemoSlot,
-    world: DemoWorld,
-    _dir: tempfile::TempDir,
-}
+type Counter = Rig<CounterApp>;
 
 fn now() -> LocalTime {
     LocalTime {
@@ -41,119 +32,11 @@ fn now() -> LocalTime {
 }
 
 fn counter(lang: Lang) -> Counter {
-    let dir = tempfile::tempdir().unwrap();
-    let world = DemoWorld::build(dir.path()).unwrap();
-    let slot = DemoSlot::default();
-    let (req_tx, req_rx) = mpsc::channel();
-    let (up_tx, up_rx) = mpsc::channel();
-    Worker::new(
-        Box::new(DemoSource::new(slot.clone())),
-        req_rx,
-        up_tx,
-        Box::new(|| {}),
-        world.worker_config(Box::new(now), Some(dir.path().join("receipts"))),
+    Rig::start(
+        now,
+        |app: &CounterApp| format!("state {:?}", app.state),
+        move |ctx, req_tx, up_rx, panel| CounterApp::new(ctx, req_tx, up_rx, Some(panel), lang),
     )
-    .spawn()
-    .unwrap();
-    let panel = DemoPanel {
-        slot: slot.clone(),
-        cards: world.cards.clone(),
-    };
-    let harness = Harness::builder()
-        .with_size(egui::vec2(1366.0, 800.0))
-        .with_theme(egui::Theme::Light)
-        .build_eframe(move |cc| CounterApp::new(&cc.egui_ctx, req_tx, up_rx, Some(panel), lang));
-    Counter {
-        harness,
-        slot,
-        world,
-        _dir: dir,
-    }
-}
-
-impl Counter {
-    fn wait_for(&mut self, label: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            self.harness.step();
-            if self
-                .harness
-                .query_all_by_label_contains(label)
-                .next()
-                .is_some()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{label:?} never appeared; state {:?}",
-                self.harness.state().state
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn shows(&self, label: &str) -> bool {
-        self.harness
-            .query_all_by_label_contains(label)
-            .next()
-            .is_some()
-    }
-
-    fn click(&mut self, label: &str) {
-        self.harness.get_by_label(label).click();
-        self.harness.step();
-        self.harness.step();
-    }
-
-    fn keys(&mut self, digits: &str) {
-        for d in digits.chars() {
-            self.click(&d.to_string());
-        }
-    }
-
-    fn insert(&mut self, name: &str) {
-        let card = self.card(name);
-        self.slot.insert(name, card);
-    }
-
-    fn card(&self, name: &str) -> firmware_tests::SharedCard {
-        self.world
-            .cards
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .card
-            .clone()
-    }
-
-    fn balance(&self, name: &str) -> u64 {
-        let card = self.card(name);
-        let c = firmware_tests::vpcd::lock(&card);
-        c.image()
-            .pboc
-            .as_ref()
-            .and_then(|p| p.ec.as_ref())
-            .map(|e| e.balance)
-            .unwrap()
-    }
-
-    /// With `SSCARD_SCREENSHOTS=DIR`, save the screen as DIR/NAME.png (docs/images).
-    fn screenshot(&mut self, name: &str) {
-        if let Some(dir) = std::env::var_os("SSCARD_SCREENSHOTS") {
-            for _ in 0..3 {
-                self.harness.step();
-            }
-            let image = self.harness.render().unwrap();
-            image
-                .save(std::path::Path::new(&dir).join(format!("{name}.png")))
-                .unwrap();
-        }
-    }
-
-    fn ledger(&self) -> backend_sync::ledger::Ledger {
-        (self.world.ledger_opener())().unwrap()
-    }
 }
 
 #[test]

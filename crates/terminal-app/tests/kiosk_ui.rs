@@ -9,23 +9,16 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::mpsc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use egui_kittest::Harness;
+use common::ui::Rig;
 use egui_kittest::kittest::Queryable;
-use terminal_app::card_source::{DemoSlot, DemoSource};
 use terminal_app::clock::LocalTime;
-use terminal_app::demo::DemoWorld;
-use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang, Screen};
-use terminal_app::session::Worker;
+use terminal_app::kiosk::{KioskApp, KioskOptions, Lang, Screen};
 
-struct Kiosk {
-    harness: Harness<'static, KioskApp>,
-    slot: DemoSlot,
-    world: DemoWorld,
-    _dir: tempfile::TempDir,
-}
+type Kiosk = Rig<KioskApp>;
 
 fn now() -> LocalTime {
     LocalTime {
@@ -47,47 +40,12 @@ fn kiosk_with(
     idle: Duration,
     technician: Option<terminal_app::service_view::TechnicianPin>,
 ) -> Kiosk {
-    let dir = tempfile::tempdir().unwrap();
-    let world = DemoWorld::build(dir.path()).unwrap();
-    let slot = DemoSlot::default();
-    let (req_tx, req_rx) = mpsc::channel();
-    let (up_tx, up_rx) = mpsc::channel::<terminal_app::session::Update>();
-    let (log_tx, log_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        while let Ok(u) = log_rx.recv() {
-            if std::env::var_os("KIOSK_TRACE").is_some() {
-                eprintln!(
-                    "update: {}",
-                    match &u {
-                        terminal_app::session::Update::SignedIn(_) => "SignedIn".to_string(),
-                        u => format!("{u:?}"),
-                    }
-                );
-            }
-            if up_tx.send(u).is_err() {
-                break;
-            }
-        }
-    });
-    let up_tx = log_tx;
-    let worker = Worker::new(
-        Box::new(DemoSource::new(slot.clone())),
-        req_rx,
-        up_tx,
-        Box::new(|| {}),
-        world.worker_config(Box::new(now), Some(dir.path().join("receipts"))),
-    );
-    worker.spawn().unwrap();
-    let panel = DemoPanel {
-        slot: slot.clone(),
-        cards: world.cards.clone(),
-    };
-    let harness = Harness::builder()
-        .with_size(egui::vec2(1366.0, 800.0))
-        .with_theme(egui::Theme::Light)
-        .build_eframe(move |cc| {
+    Rig::start(
+        now,
+        |app: &KioskApp| format!("screen {:?}", app.state.screen),
+        move |ctx, req_tx, up_rx, panel| {
             let app = KioskApp::new(
-                &cc.egui_ctx,
+                ctx,
                 req_tx,
                 up_rx,
                 Some(panel),
@@ -100,96 +58,21 @@ fn kiosk_with(
                 Some(pin) => app.with_technician(pin),
                 None => app,
             }
-        });
-    Kiosk {
-        harness,
-        slot,
-        world,
-        _dir: dir,
-    }
+        },
+    )
 }
 
-impl Kiosk {
-    /// Step the UI until `label` is shown (the session answers from its own thread).
-    fn wait_for(&mut self, label: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            self.harness.step();
-            if self
-                .harness
-                .query_all_by_label_contains(label)
-                .next()
-                .is_some()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{label:?} never appeared; screen {:?}",
-                self.harness.state().state.screen
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// What only the citizen kiosk's tests do.
+trait KioskSteps {
+    fn type_pin(&mut self, pin: &str);
+    fn sign_in_zhangsan(&mut self);
+    fn pay_replacement_fee(&mut self);
+}
 
-    fn click(&mut self, label: &str) {
-        self.harness.get_by_label(label).click();
-        self.harness.step();
-        self.harness.step();
-    }
-
+impl KioskSteps for Kiosk {
     fn type_pin(&mut self, pin: &str) {
-        for d in pin.chars() {
-            self.click(&d.to_string());
-        }
+        self.keys(pin);
         self.click("确认");
-    }
-
-    fn insert(&mut self, name: &str) {
-        let card = self
-            .world
-            .cards
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .card
-            .clone();
-        self.slot.insert(name, card);
-    }
-
-    /// Click the widget whose label contains `part` (labels with amounts in them).
-    fn click_containing(&mut self, part: &str) {
-        self.harness.get_by_label_contains(part).click();
-        self.harness.step();
-        self.harness.step();
-    }
-
-    fn card(&self, name: &str) -> firmware_tests::SharedCard {
-        self.world
-            .cards
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .card
-            .clone()
-    }
-
-    /// The card's electronic cash balance, read straight from the card.
-    fn balance(&self, name: &str) -> u64 {
-        let card = self.card(name);
-        let c = firmware_tests::vpcd::lock(&card);
-        let image = c.image().clone();
-        drop(c);
-        image
-            .pboc
-            .as_ref()
-            .and_then(|p| p.ec.as_ref())
-            .map(|e| e.balance)
-            .unwrap()
-    }
-
-    fn ledger(&self) -> backend_sync::ledger::Ledger {
-        (self.world.ledger_opener())().unwrap()
     }
 
     fn sign_in_zhangsan(&mut self) {
@@ -205,13 +88,6 @@ impl Kiosk {
         self.click_containing("社会保障卡补换卡工本费");
         self.wait_for("请确认缴费");
         self.click("确认支付");
-    }
-
-    fn shows(&self, label: &str) -> bool {
-        self.harness
-            .query_all_by_label_contains(label)
-            .next()
-            .is_some()
     }
 }
 
