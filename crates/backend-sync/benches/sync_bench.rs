@@ -537,7 +537,10 @@ fn main() {
         );
         emit::record(
             "sync_bench",
-            &format!("sync, {scale} entries, {terminals} terminals, batches of 500"),
+            &format!(
+                "sync, {scale} entries, {terminals} terminal{}, batches of 500",
+                if terminals == 1 { "" } else { "s" }
+            ),
             "/s",
             r,
         )

@@ -213,6 +213,15 @@ fn plot_info(id: &str) -> PlotInfo {
     }
 }
 
+/// An axis label: whole numbers without decimals.
+fn axis_num(v: f64) -> String {
+    if v == v.round() {
+        fmt_num(v).split('.').next().unwrap_or_default().to_string()
+    } else {
+        fmt_num(v)
+    }
+}
+
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
@@ -250,8 +259,12 @@ fn draw(path: &Path, id: &str, curves: &BTreeMap<String, Vec<(f64, f64)>>) -> Re
         .configure_mesh()
         .x_desc(info.x)
         .y_desc(info.y)
-        .x_label_formatter(&|v| fmt_num(*v))
-        .y_label_formatter(&|v| fmt_num(*v))
+        .x_label_formatter(&|v| axis_num(*v))
+        .y_label_formatter(&|v| axis_num(*v))
+        // Plain colours rather than opacity, which some SVG renderers ignore.
+        .bold_line_style(RGBColor(210, 210, 210))
+        .light_line_style(RGBColor(242, 242, 242))
+        .x_labels(12)
         .draw()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     for (i, (name, points)) in curves.iter().enumerate() {

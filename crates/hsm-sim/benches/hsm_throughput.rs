@@ -151,7 +151,10 @@ fn main() {
             // One client is bound by its round-trip latency, not by the HSM: no goal there.
             let r = emit::record(
                 "hsm_throughput",
-                &format!("{name} ARQC+ARPC, TCP, {clients} clients"),
+                &format!(
+                    "{name} ARQC+ARPC, TCP, {clients} client{}",
+                    if clients == 1 { "" } else { "s" }
+                ),
                 "/s",
                 rate,
             )
