@@ -52,8 +52,13 @@ done
 [ "$MODE" = full ] && WRITE_DOCS=1
 
 OUT="target/bench-report/$MODE"
-rm -rf "$OUT/outputs" "$OUT/logs"
+if [ -z "$ONLY" ]; then
+    rm -rf "$OUT/outputs" "$OUT/logs"
+fi
 mkdir -p "$OUT/outputs" "$OUT/logs"
+for name in $ONLY; do
+    rm -f "$OUT/outputs/$name.txt" "$OUT/outputs/$name.skipped"
+done
 JSON="$PWD/$OUT/results.jsonl"
 if [ -n "$ONLY" ] && [ -f "$JSON" ]; then
     # Keep the figures of the benches not run again (their sections keep their tables too).
@@ -89,7 +94,7 @@ else
     HSM=(BENCH_SECONDS=3 BENCH_CLIENTS=1,2,4,8,16,32,64)
     SYNC=(BENCH_APPENDS=2000 BENCH_ENTRIES=100000 BENCH_SCALE_ENTRIES=20000
         BENCH_BATCHES=10,20,50,100,200,500,1000,2000 BENCH_TERMINALS=1,2,4,8,16
-        BENCH_LEDGER_SIZES=$SIZES BENCH_SIZE_APPENDS=300)
+        BENCH_LEDGER_SIZES=$SIZES BENCH_SIZE_APPENDS=500)
     SERIAL=(BENCH_ITERATIONS=200)
     PBOC=(BENCH_RUNS=1000 BENCH_STALL_RUNS=3)
     KIOSK=(BENCH_RUNS=30 BENCH_FRAMES=300)

@@ -329,7 +329,11 @@ fn main() -> Result<()> {
         images.push_str("| curve | x | y |\n|---|---:|---:|\n");
         for (name, pts) in &curves {
             for (x, y) in pts {
-                images.push_str(&format!("| {name} | {} | {} |\n", fmt_num(*x), fmt_num(*y)));
+                images.push_str(&format!(
+                    "| {name} | {} | {} |\n",
+                    axis_num(*x),
+                    fmt_num(*y)
+                ));
             }
         }
         images.push_str("\n</details>\n\n");

@@ -83,10 +83,19 @@ impl Record {
         if met {
             "met".into()
         } else if self.lower_is_better() {
-            format!("**missed**: {:.0} % over", (v / goal - 1.0) * 100.0)
+            format!("**missed**: {} % over", pct((v / goal - 1.0) * 100.0))
         } else {
-            format!("**missed**: {:.0} % short", (1.0 - v / goal) * 100.0)
+            format!("**missed**: {} % short", pct((1.0 - v / goal) * 100.0))
         }
+    }
+}
+
+/// A percentage: one decimal under 1 % (a miss by 0.4 % is not "0 %"), none above.
+fn pct(p: f64) -> String {
+    if p < 1.0 {
+        format!("{p:.1}")
+    } else {
+        format!("{p:.0}")
     }
 }
 
@@ -364,6 +373,10 @@ mod tests {
         assert_eq!(
             parse(rec(60.0, 100.0).goal_ratio(0.8)).verdict(),
             "**missed**: 25 % short"
+        );
+        assert_eq!(
+            parse(rec(4978.0, 1.0).goal_ours(5000.0)).verdict(),
+            "**missed**: 0.4 % short"
         );
         // Lower is better, goal on the figure.
         assert_eq!(
