@@ -160,5 +160,6 @@ else
     PLOTS="$OUT/plots"
 fi
 cargo run -q -p bench-report -- --json "$JSON" --outputs "$OUT/outputs" \
-    --doc docs/benchmarks.md --out "$DOC_OUT" --plots "$PLOTS" --plots-link plots --mode "$MODE"
+    --doc docs/benchmarks.md --out "$DOC_OUT" --plots "$PLOTS" --plots-link plots --mode "$MODE" \
+    ${ONLY:+--note "only $ONLY run again; the other benches' figures are from the run before"}
 log "wrote $DOC_OUT and $PLOTS/ (raw: $JSON, outputs in $OUT/outputs)"

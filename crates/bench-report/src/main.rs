@@ -298,7 +298,14 @@ fn draw(path: &Path, id: &str, curves: &BTreeMap<String, Vec<(f64, f64)>>) -> Re
 fn main() -> Result<()> {
     let a = args()?;
     let json = std::fs::read_to_string(&a.json).with_context(|| format!("{}", a.json.display()))?;
-    let records: Vec<Record> = report::parse_lines(&json)?;
+    let mut records: Vec<Record> = report::parse_lines(&json)?;
+    // In the document's order (a run with --only appends its benches after the kept ones).
+    records.sort_by_key(|r| {
+        ORDER
+            .iter()
+            .position(|b| *b == r.bench)
+            .unwrap_or(ORDER.len())
+    });
     let mut doc =
         std::fs::read_to_string(&a.doc).with_context(|| format!("{}", a.doc.display()))?;
     let names = report::section_names(&doc);
@@ -345,7 +352,7 @@ fn main() -> Result<()> {
     if misses.is_empty() {
         summary.push_str("Every figure with a goal met it in this run.\n");
     } else {
-        summary.push_str("Missed in this run (why: in each bench's section below):\n\n");
+        summary.push_str("Missed in this run (why: under \"Goals missed, and why\" and in each bench's section):\n\n");
         for m in misses {
             summary.push_str(&format!("- {m}\n"));
         }
