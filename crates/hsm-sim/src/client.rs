@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use crate::codes::ErrorCode;
-use crate::fields::Fields;
+use crate::fields::{Fields, push_hex};
 use crate::frame::{parse_response, with_length};
 use crate::hsm::Hsm;
 use crate::keys::{KeyType, Scheme};
@@ -330,21 +330,32 @@ impl ArqcRequest<'_> {
     /// lists them): mode, MK-AC label, PAN length and PAN, PSN, ATC, data length and data,
     /// `;`, cryptogram, ARC. Zeroized when dropped: it carries the PAN and the MACed data.
     pub fn body(&self, mode: KqMode) -> Zeroizing<Vec<u8>> {
-        let pan = Zeroizing::new(format!("{:02}{}{}", self.pan.len(), self.pan, self.psn));
-        let data = Zeroizing::new(hex::encode_upper(self.data));
-        // Allocated once, so no copy is left behind unzeroized by a reallocation.
+        // Allocated once and written in place, so no copy of the PAN or the data is left
+        // behind unzeroized by a temporary string or a reallocation.
         let mut b = Zeroizing::new(Vec::with_capacity(
-            1 + self.mk_ac.len() + pan.len() + 8 + data.len() + 1 + 16 + 4,
+            1 + self.mk_ac.len()
+                + 2
+                + self.pan.len()
+                + self.psn.len()
+                + 8
+                + 2 * self.data.len()
+                + 1
+                + 16
+                + 4,
         ));
         b.push(mode.code());
         b.extend_from_slice(self.mk_ac.as_bytes());
-        b.extend_from_slice(pan.as_bytes());
-        b.extend_from_slice(format!("{:04X}", self.atc).as_bytes());
-        b.extend_from_slice(format!("{:04X}", self.data.len()).as_bytes());
-        b.extend_from_slice(data.as_bytes());
+        let pan_len = u8::try_from(self.pan.len()).unwrap_or(99).min(99);
+        b.extend_from_slice(&[b'0' + pan_len / 10, b'0' + pan_len % 10]);
+        b.extend_from_slice(self.pan.as_bytes());
+        b.extend_from_slice(self.psn.as_bytes());
+        push_hex(&mut b, &self.atc.to_be_bytes());
+        let data_len = u16::try_from(self.data.len()).unwrap_or(u16::MAX);
+        push_hex(&mut b, &data_len.to_be_bytes());
+        push_hex(&mut b, self.data);
         b.push(b';');
-        b.extend_from_slice(hex::encode_upper(self.arqc).as_bytes());
-        b.extend_from_slice(hex::encode_upper(self.arc).as_bytes());
+        push_hex(&mut b, &self.arqc);
+        push_hex(&mut b, &self.arc);
         b
     }
 }

@@ -46,7 +46,11 @@ impl<'a> Fields<'a> {
     /// `n` bytes written as `2n` hex characters (upper or lower case).
     pub fn hex(&mut self, n: usize) -> Result<Vec<u8>, ErrorCode> {
         let text = self.take(n.checked_mul(2).ok_or(ErrorCode::DataLength)?)?;
-        hex::decode(text).map_err(|_| ErrorCode::InvalidInput)
+        // Straight into a buffer of the right size: no intermediate collection, no copy of
+        // the (often secret) bytes left behind by a reallocation.
+        let mut out = vec![0u8; n];
+        hex::decode_to_slice(text, &mut out).map_err(|_| ErrorCode::InvalidInput)?;
+        Ok(out)
     }
 
     /// Exactly `N` bytes in hex.
@@ -127,7 +131,16 @@ impl<'a> Fields<'a> {
 
 /// Append hex (upper case).
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(hex::encode_upper(bytes).as_bytes());
+    const fn digit(n: u8) -> u8 {
+        if n < 10 { b'0' + n } else { b'A' + n - 10 }
+    }
+    // Written in place: no temporary string (which `hex::encode_upper` makes, and which would
+    // keep a copy of PANs and cryptogram inputs on the heap unzeroized).
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +180,19 @@ mod tests {
             let _ = f.label();
             let _ = f.until(b';');
             let _ = f.decimal(n);
+        }
+
+        #[test]
+        fn hex_written_in_place_is_upper_case_hex_and_reads_back(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut out = b"KQ".to_vec();
+            push_hex(&mut out, &bytes);
+            let expected = hex::encode_upper(&bytes);
+            prop_assert_eq!(&out[2..], expected.as_bytes());
+            let mut f = Fields::new(&out[2..]);
+            prop_assert_eq!(f.hex(bytes.len()), Ok(bytes.clone()));
+            prop_assert!(f.end().is_ok());
         }
     }
 }
