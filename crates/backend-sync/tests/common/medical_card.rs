@@ -377,6 +377,33 @@ impl MedWorld {
     }
 }
 
+/// Upload `cases` twice in one request each: the first time each is booked (`None`) or
+/// rejected with its reason, the second time a booked one is a duplicate and a rejected one
+/// gets the same rejection (stored).
+fn upload_twice_expecting(w: &MedWorld, cases: &[(UploadEntry, Option<RejectReason>)]) {
+    let entries: Vec<UploadEntry> = cases.iter().map(|(e, _)| e.clone()).collect();
+    for round in 0..2 {
+        let resp = w.term.upload(&w.server.url, entries.clone());
+        assert_eq!(resp.results.len(), cases.len());
+        for ((e, want), got) in cases.iter().zip(&resp.results) {
+            assert_eq!(got.seq, e.seq);
+            match want {
+                None if round == 0 => assert_eq!(got.status, EntryStatus::Booked, "seq {}", e.seq),
+                None => assert_eq!(got.status, EntryStatus::Duplicate, "seq {}", e.seq),
+                Some(reason) => {
+                    assert_eq!(
+                        got.status,
+                        EntryStatus::Rejected,
+                        "seq {} round {round}",
+                        e.seq
+                    );
+                    assert_eq!(got.reason, Some(*reason), "seq {} round {round}", e.seq);
+                }
+            }
+        }
+    }
+}
+
 /// The server rejects, and books nothing for: a forged card signature, a signature moved to
 /// another amount (the challenge no longer names the entry, or names it but the card signed
 /// another), another card's certificate under this cardholder's identity, a CA the server does
@@ -487,26 +514,7 @@ pub fn bad_medical_debits_are_rejected_and_nothing_booked(backend: Backend) {
         (too_much, Some(RejectReason::MedicalOverdraft)),
         (card_result, Some(RejectReason::StateInconsistent)),
     ];
-    let entries: Vec<UploadEntry> = cases.iter().map(|(e, _)| e.clone()).collect();
-    for round in 0..2 {
-        let resp = w.term.upload(&w.server.url, entries.clone());
-        for ((e, want), got) in cases.iter().zip(&resp.results) {
-            assert_eq!(got.seq, e.seq);
-            match want {
-                None if round == 0 => assert_eq!(got.status, EntryStatus::Booked, "seq {}", e.seq),
-                None => assert_eq!(got.status, EntryStatus::Duplicate, "seq {}", e.seq),
-                Some(reason) => {
-                    assert_eq!(
-                        got.status,
-                        EntryStatus::Rejected,
-                        "seq {} round {round}",
-                        e.seq
-                    );
-                    assert_eq!(got.reason, Some(*reason), "seq {} round {round}", e.seq);
-                }
-            }
-        }
-    }
+    upload_twice_expecting(&w, &cases);
     let rows = w.medical_rows();
     let booked: Vec<i64> = rows
         .iter()
@@ -562,21 +570,7 @@ pub fn stale_counter_copies_are_checked_again_by_the_server(backend: Backend) {
         (after_report, Some(RejectReason::CardHotListed)),
         (suspended, Some(RejectReason::InsuranceInactive)),
     ];
-    let entries: Vec<UploadEntry> = cases.iter().map(|(e, _)| e.clone()).collect();
-    for round in 0..2 {
-        let resp = w.term.upload(&w.server.url, entries.clone());
-        for ((e, want), got) in cases.iter().zip(&resp.results) {
-            assert_eq!(got.seq, e.seq);
-            match want {
-                None if round == 0 => assert_eq!(got.status, EntryStatus::Booked, "seq {}", e.seq),
-                None => assert_eq!(got.status, EntryStatus::Duplicate, "seq {}", e.seq),
-                Some(reason) => {
-                    assert_eq!(got.status, EntryStatus::Rejected, "seq {}", e.seq);
-                    assert_eq!(got.reason, Some(*reason), "seq {} round {round}", e.seq);
-                }
-            }
-        }
-    }
+    upload_twice_expecting(&w, &cases);
     // Unblocked: a debit made afterwards is booked again.
     w.env.admin(&["unblock", "--pan", &zhang.pan]);
     let after_unblock = hand_entry_at(&t, 4, &mut zhang, &trust, 500, &cst_in(240));
