@@ -28,6 +28,7 @@ use card_core::ssse::{self, ReadStrategy};
 use firmware_tests::pboc::profile::TerminalCaKey;
 use firmware_tests::pboc::{Algorithm, CA_INDEX_SM2};
 use firmware_tests::personalize::{self, CardInput, Issuer, PbocCardInput, PbocMasterKeys};
+use firmware_tests::storage::FileStorage;
 use firmware_tests::{Profile, SharedCard, SoftCard};
 use hsm_sim::client::{Call, HsmClient, InProcess};
 use hsm_sim::keys::{BlockKey, Secret};
@@ -119,14 +120,57 @@ fn digits(n: usize) -> String {
 impl DemoWorld {
     /// Build the demo in `dir` (the ledger file goes there).
     pub fn build(dir: &Path) -> Result<Self> {
-        let hsm = Arc::new(Hsm::in_memory(Lmk::new(&[0x42; 16]), 4)?);
-        hsm.form_key_from_components(ZMK_LABEL, KeyType::Zmk, Scheme::Sm4, &[&ZMK])?;
-        let mut client = HsmClient::new(InProcess::new(hsm));
+        Self::build_keeping_cards(dir, None)
+    }
+
+    /// [`DemoWorld::build`], and with `cards` the demo cards keep their memory in that
+    /// directory across runs, as real cards do (`kiosk --demo-cards DIR`): each card in
+    /// `NAME.json` (written atomically at each of the card's commits, see
+    /// `firmware_tests::storage::FileStorage`), the demo issuer's HSM key store in
+    /// `issuer-hsm.db` so that the trust store is the same at the next start. A debit a
+    /// killed kiosk left on a card is still there when it starts again.
+    ///
+    /// The card files hold what a card holds (PIN, keys): the directory is the cards', not
+    /// the terminal's, and belongs outside the terminal's state directory.
+    pub fn build_keeping_cards(dir: &Path, cards: Option<&Path>) -> Result<Self> {
+        let lmk = Lmk::new(&[0x42; 16]);
+        let hsm = match cards {
+            Some(c) => {
+                std::fs::create_dir_all(c)
+                    .with_context(|| format!("card directory {}", c.display()))?;
+                Hsm::open(&c.join("issuer-hsm.db"), lmk, 4)?
+            }
+            None => Hsm::in_memory(lmk, 4)?,
+        };
+        match hsm.form_key_from_components(ZMK_LABEL, KeyType::Zmk, Scheme::Sm4, &[&ZMK]) {
+            Ok(_) | Err(hsm_sim::hsm::HsmError::Refused(hsm_sim::ErrorCode::KeyExists)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut client = HsmClient::new(InProcess::new(Arc::new(hsm)));
         let zmk = BlockKey::new(Scheme::Sm4, &Secret::new(ZMK.to_vec()))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let world = Self::personalise(dir, &mut client, &zmk, false)?;
+        let mut world = Self::personalise(dir, &mut client, &zmk, false)?;
+        if let Some(c) = cards {
+            world.keep_cards_in(c)?;
+        }
         world.seed_ledger()?;
         Ok(world)
+    }
+
+    /// Keep each card's memory in `dir/NAME.json` from now on: a card already stored there is
+    /// taken as it is (the one just personalised is dropped), otherwise the new one is stored.
+    /// The stored cards must come from the same issuer keys (the same HSM key store).
+    pub fn keep_cards_in(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("card directory {}", dir.display()))?;
+        for card in &mut self.cards {
+            let image = firmware_tests::vpcd::lock(&card.card).image().clone();
+            let storage = FileStorage::new(dir.join(format!("{}.json", card.name)));
+            let kept = SoftCard::open(image, Box::new(storage))
+                .with_context(|| format!("card {}", card.name))?;
+            card.card = Arc::new(Mutex::new(kept));
+        }
+        Ok(())
     }
 
     /// Build the demo in `dir` against `hsm` (a hsm-sim process, say), whose ZMK

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod counter;
 pub mod counter_mode;
 pub mod demo;
+pub mod failpoint;
 pub mod kiosk;
 pub mod payment;
 pub mod receipt;

@@ -284,6 +284,12 @@ pub enum Settled {
 
 /// What the payment flow needs from the ledger.
 pub trait PaymentBook {
+    /// Check that the book takes a durable write now, before any card command: a full disk or
+    /// an I/O error refuses the payment before the card is touched. The default has nothing to
+    /// check.
+    fn ready(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// Whether the payment card is on the hot list.
     fn is_hot_listed(&self, pan_digits: &str) -> bool;
     /// Write the intent and the recovery facts durably, in one transaction; the card reference
@@ -325,7 +331,10 @@ impl PinPad for UiPinPad<'_> {
         (self.repaint)();
         loop {
             match self.requests.recv_timeout(self.timeout) {
-                Ok(crate::session::Request::PaymentPin(pin)) => return PinEntry::Pin(pin),
+                Ok(crate::session::Request::PaymentPin(pin)) => {
+                    crate::failpoint::step("pay.pin-entered");
+                    return PinEntry::Pin(pin);
+                }
                 Ok(crate::session::Request::CancelPayment | crate::session::Request::End)
                 | Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     return PinEntry::Unavailable;
@@ -434,6 +443,7 @@ impl<B: PaymentBook> DebitJournal for BookJournal<'_, '_, B> {
         match result {
             Ok(seq) => {
                 self.seq = Some(seq);
+                crate::failpoint::step("pay.intent-written");
                 Ok(())
             }
             Err(e) => fail(self, e),
@@ -506,11 +516,17 @@ pub fn pay<C: CardChannel, B: PaymentBook>(
         return Err(PaymentFailure::Error("clock".into()));
     };
 
+    // A ledger that cannot take a write (disk full, I/O error, read-only) refuses the payment
+    // here, before the first card command: nothing counted or debited on the card, nothing
+    // half-written in the ledger.
+    book.ready().map_err(PaymentFailure::LedgerUnavailable)?;
+    crate::failpoint::step("pay.ledger-checked");
     // The balance first: a citizen short of money hears so before anything else happens.
     let (_, balances) = ec::balance_inquiry(s, ctx.terminal).map_err(|e| match e {
         PbocError::NoApplication | PbocError::Status { .. } => PaymentFailure::NoPaymentApplication,
         e => failure_of(&e),
     })?;
+    crate::failpoint::step("pay.balance-read");
     if balances.balance < amount {
         return Err(PaymentFailure::InsufficientBalance {
             balance_fen: balances.balance.minor_units(),
@@ -549,6 +565,7 @@ pub fn pay<C: CardChannel, B: PaymentBook>(
         );
         (record, journal.seq, journal.error.take())
     };
+    crate::failpoint::step("pay.card-done");
     let book = cell.into_inner();
     let pan_masked = record
         .pan
@@ -568,6 +585,7 @@ pub fn pay<C: CardChannel, B: PaymentBook>(
                     let atc = result.atc;
                     book.finish(seq, &LedgerOutcome::Approved(result))
                         .map_err(PaymentFailure::LedgerUnavailable)?;
+                    crate::failpoint::step("pay.outcome-written");
                     Ok(PaymentReceipt {
                         seq,
                         item,
@@ -663,6 +681,7 @@ pub fn recover<C: CardChannel, B: PaymentBook>(
     if pending.is_empty() {
         return Ok(Vec::new());
     }
+    crate::failpoint::step("recover.pending-found");
     let app = ec::select_application(s, terminal).map_err(|e| failure_of(&e))?;
     let mut out = Vec::new();
     for p in pending {
@@ -691,6 +710,7 @@ pub fn recover<C: CardChannel, B: PaymentBook>(
             ec_balance_before: p.facts.ec_balance_before.and_then(Amount::new),
         };
         let answer = recovery::check_debit(s, &app, &intent).map_err(|e| failure_of(&e))?;
+        crate::failpoint::step("recover.card-checked");
         let settled = match answer {
             Recovery::Completed(log) => {
                 book.recovered(p.seq, &log, &p.facts)
@@ -722,6 +742,7 @@ pub fn recover<C: CardChannel, B: PaymentBook>(
                 }
             }
         };
+        crate::failpoint::step("recover.settled");
         out.push(settled);
     }
     Ok(out)
@@ -780,8 +801,13 @@ fn log_line(r: &LogRecord) -> CardLogLine {
 /// The backend-sync ledger as the kiosk's payment book.
 pub struct LedgerBook<'l>(pub &'l mut Ledger);
 
+/// A ledger error as the payment reports it: a storage fault (disk full, I/O error, read-only)
+/// named first.
 fn ledger_err(e: LedgerError) -> String {
-    e.to_string()
+    match e.storage_fault() {
+        Some(fault) => format!("{fault} ({e})"),
+        None => e.to_string(),
+    }
 }
 
 impl std::fmt::Debug for LedgerBook<'_> {
@@ -838,6 +864,17 @@ pub fn merchant_text(terminal: &TerminalConfig) -> String {
 }
 
 impl PaymentBook for LedgerBook<'_> {
+    /// A real write: the time of this check in the ledger's metadata, committed (and synced)
+    /// like any entry.
+    fn ready(&mut self) -> Result<(), String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.0
+            .set_meta("payment_write_check", &now.to_string())
+            .map_err(ledger_err)
+    }
+
     fn is_hot_listed(&self, pan_digits: &str) -> bool {
         match pan_digits.parse::<backend_sync::entry::Pan>() {
             Ok(pan) => matches!(

@@ -574,6 +574,9 @@ impl Worker {
     /// how far it got.
     fn check_card(&mut self, verdict: &mut CardVerdict) -> Result<u8, RejectReason> {
         let channel = self.source.open().map_err(RejectReason::Unreadable)?;
+        // The GENERATE AC steps of a payment (crate::failpoint).
+        let channel: Box<dyn CardChannel + Send> =
+            Box::new(crate::failpoint::StepChannel::new(channel));
         let session = CardSession::new(channel).with_trace(Box::new(self.trace.clone()));
         let today = (self.config.clock)().ssse_date();
         let trust = self.config.trust.clone();
@@ -939,6 +942,7 @@ impl Worker {
         if !self.signed_in() {
             return;
         }
+        crate::failpoint::step("pay.requested");
         self.send(Update::Paying);
         if self.ledger().is_none() {
             return self.send(Update::PaymentFailed(PaymentFailure::LedgerUnavailable(
@@ -978,11 +982,13 @@ impl Worker {
         match result {
             Ok(receipt) => {
                 let file = self.write_receipt(&receipt, order.english);
+                crate::failpoint::step("pay.receipt-written");
                 self.sync_status();
                 self.send(Update::Paid {
                     receipt: Box::new(receipt),
                     file,
                 });
+                crate::failpoint::step("pay.reported");
             }
             Err(PaymentFailure::CardRemoved) => self.card_removed(),
             Err(e @ PaymentFailure::InDoubt { .. }) => {

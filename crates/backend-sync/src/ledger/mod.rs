@@ -161,6 +161,43 @@ pub enum LedgerError {
     MedicalEvidence(#[from] crate::medical::MedicalError),
 }
 
+/// A fault of the ledger's storage: what the kernel answered a write or a read with, as SQLite
+/// reports it (`ENOSPC` is [`StorageFault::Full`]; `EIO`, `EFBIG`, `EROFS` on an open file and
+/// the like are [`StorageFault::Io`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StorageFault {
+    /// The disk (or the file system) is full.
+    #[error("the ledger's disk is full")]
+    Full,
+    /// A read or write failed.
+    #[error("the ledger's disk failed a read or write")]
+    Io,
+    /// The file or its file system is read-only.
+    #[error("the ledger's file is read-only")]
+    ReadOnly,
+    /// The file is not a sound database.
+    #[error("the ledger's file is damaged")]
+    Corrupt,
+}
+
+impl LedgerError {
+    /// The storage fault behind this error, if it is one (as opposed to a refusal by the
+    /// ledger's rules).
+    pub fn storage_fault(&self) -> Option<StorageFault> {
+        use rusqlite::ErrorCode;
+        let Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) = self else {
+            return None;
+        };
+        match e.code {
+            ErrorCode::DiskFull => Some(StorageFault::Full),
+            ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => Some(StorageFault::Io),
+            ErrorCode::ReadOnly => Some(StorageFault::ReadOnly),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Some(StorageFault::Corrupt),
+            _ => None,
+        }
+    }
+}
+
 /// How hard commits hold on to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {

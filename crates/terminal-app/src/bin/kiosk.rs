@@ -93,6 +93,12 @@ struct Args {
     /// through that hsm-sim and the agent syncs the ledger every 2 s (docs/kiosk.md).
     #[arg(long, conflicts_with = "reader")]
     with_backend: bool,
+    /// Keep the demo cards' memory in DIR across runs, as real cards keep theirs (a debit is
+    /// still on the card after the kiosk is restarted); without it the demo cards are new at
+    /// each start. DIR holds what the cards hold (PINs, keys): keep it apart from the state
+    /// directory.
+    #[arg(long, value_name = "DIR", conflicts_with = "reader")]
+    demo_cards: Option<PathBuf>,
     /// Where hsm-sim, central-server and sync-agent are (default: beside this executable).
     #[arg(long, value_name = "DIR", requires = "with_backend")]
     backend_bin_dir: Option<PathBuf>,
@@ -137,16 +143,23 @@ fn headless(world: &DemoWorld, receipts: PathBuf, backend: Option<&Backend>) -> 
         Box::new(|| {}),
         world.worker_config(system_clock(), Some(receipts)),
     );
+    // Each payment and recovery step is printed (terminal_app::failpoint).
+    terminal_app::failpoint::narrate(true);
     let handle = worker.spawn()?;
     let wait = |what: &str| -> Result<Update> {
         loop {
-            let u = up_rx
-                .recv_timeout(Duration::from_secs(10))
-                .with_context(|| format!("waiting for {what}"))?;
+            let u = match up_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(u) => u,
+                // Halted at a step (SSCARD_HALT_AT): the test kills the process.
+                Err(_) if terminal_app::failpoint::halted() => {
+                    terminal_app::failpoint::wait_for_the_kill()
+                }
+                Err(e) => return Err(e).with_context(|| format!("waiting for {what}")),
+            };
             if matches!(u, Update::Sync { .. }) {
                 continue;
             }
-            if let Update::Verdict(_) = u {
+            if let Update::Verdict(_) | Update::Settled(_) = u {
                 println!("  <- {}", describe(&u));
                 continue;
             }
@@ -285,7 +298,10 @@ fn describe(u: &Update) -> String {
             file.as_ref()
                 .map_or_else(|| "not written".into(), |f| f.display().to_string())
         ),
-        Update::PaymentFailed(f) => format!("payment failed: {f:?}"),
+        Update::PaymentFailed(f) => format!(
+            "payment failed: {} ({f:?})",
+            terminal_app::kiosk::failure_text(Lang::En, f)
+        ),
     }
 }
 
@@ -316,10 +332,13 @@ fn main() -> Result<()> {
         .with_context(|| format!("receipt directory {}", receipts.display()))?;
     if args.headless {
         if args.with_backend {
-            let (backend, world) = start_backend(&args, &dir)?;
+            let (backend, mut world) = start_backend(&args, &dir)?;
+            if let Some(cards) = &args.demo_cards {
+                world.keep_cards_in(cards)?;
+            }
             return headless(&world, receipts, Some(&backend));
         }
-        let world = DemoWorld::build(&dir)?;
+        let world = DemoWorld::build_keeping_cards(&dir, args.demo_cards.as_deref())?;
         return headless(&world, receipts, None);
     }
     if !has_display {
@@ -375,12 +394,15 @@ fn main() -> Result<()> {
             }
             None => {
                 let world = if args.with_backend {
-                    let (backend, world) = start_backend(&args, &dir)?;
+                    let (backend, mut world) = start_backend(&args, &dir)?;
                     backend.watch();
                     _backend_guard = Some(backend);
+                    if let Some(cards) = &args.demo_cards {
+                        world.keep_cards_in(cards)?;
+                    }
                     world
                 } else {
-                    DemoWorld::build(&dir)?
+                    DemoWorld::build_keeping_cards(&dir, args.demo_cards.as_deref())?
                 };
                 let mut config = world.worker_config(system_clock(), Some(receipts));
                 let use_pcsc = match args.demo_reader {
