@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use terminal_app::failpoint::is_generate_ac;
 
 use card_core::pboc::cvm::{PinEntry, PinPad, PinPrompt};
 use card_core::secret::Pin;
@@ -722,10 +723,6 @@ async fn the_transaction_list_shows_the_days_debits_with_their_references() {
     assert_eq!(status, 200);
     assert_eq!(other_day["debits"], json!([]));
     assert_eq!(other_day["taken_fen"], 0);
-}
-
-fn is_generate_ac(apdu: &[u8]) -> bool {
-    apdu.get(1) == Some(&0xAE)
 }
 
 #[tokio::test(flavor = "multi_thread")]

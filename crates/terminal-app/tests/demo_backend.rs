@@ -16,29 +16,16 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::kiosk_bin::{KIOSK, backend_bins};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use terminal_app::demo::{DemoWorld, TERMINAL};
-
-const KIOSK: &str = env!("CARGO_BIN_EXE_kiosk");
-
-/// target/debug, with the three backend binaries in it.
-fn backend_bins() -> PathBuf {
-    let dir = Path::new(KIOSK).parent().unwrap().to_path_buf();
-    for name in ["hsm-sim", "central-server", "sync-agent"] {
-        assert!(
-            dir.join(name).is_file(),
-            "{name} is not in {}: build the backend binaries first with \
-             `cargo build -p hsm-sim -p backend-sync --bins` (scripts/test.sh does)",
-            dir.display()
-        );
-    }
-    dir
-}
 
 struct Run {
     code: Option<i32>,

@@ -20,22 +20,21 @@
 //! is booked exactly once, no entry is left as intent or unknown, and `PRAGMA integrity_check`
 //! is `ok` on the ledger file.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use backend_sync::entry::EntryState;
-use card_core::CardSession;
-use card_core::pboc::TerminalConfig;
-use firmware_tests::storage::{FileStorage, Storage};
+use common::kiosk_bin::{KIOSK, card_account, card_in_file, headless};
 use firmware_tests::{Profile, SoftCard};
 use terminal_app::demo::DemoWorld;
 use terminal_app::failpoint::{PAYMENT_STEPS, RECOVERY_STEPS};
-use terminal_app::payment::{CardAccount, read_account};
+use terminal_app::payment::CardAccount;
 
-const KIOSK: &str = env!("CARGO_BIN_EXE_kiosk");
 const LIMIT: Duration = Duration::from_secs(180);
 
 struct Dirs {
@@ -55,26 +54,12 @@ fn dirs() -> Dirs {
     }
 }
 
-fn kiosk_cmd(d: &Dirs) -> Command {
-    let mut c = Command::new(KIOSK);
-    c.arg("--headless")
-        .arg("--state-dir")
-        .arg(&d.state)
-        .arg("--demo-cards")
-        .arg(&d.cards)
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY")
-        .env_remove("SSCARD_HALT_AT")
-        .env_remove("SSCARD_PAUSE_AT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
 /// The journey to its end; its output.
 fn run_to_end(d: &Dirs) -> String {
-    let out = kiosk_cmd(d).output().unwrap();
+    let out = headless(&d.state, &d.cards, KIOSK, &[])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -87,7 +72,11 @@ fn run_to_end(d: &Dirs) -> String {
 
 /// Start the journey halting at `step`, SIGKILL it there; its output.
 fn kill_at(d: &Dirs, step: &str) -> String {
-    let mut child = kiosk_cmd(d).env("SSCARD_HALT_AT", step).spawn().unwrap();
+    let mut child = headless(&d.state, &d.cards, KIOSK, &[])
+        .stdin(Stdio::null())
+        .env("SSCARD_HALT_AT", step)
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -140,25 +129,10 @@ fn kill_at(d: &Dirs, step: &str) -> String {
     seen.join("\n")
 }
 
-/// What 张三's card says about its electronic cash, read from its file (without changing it).
-fn card_account(path: &Path) -> CardAccount {
-    let image = FileStorage::new(path)
-        .load()
-        .unwrap()
-        .expect("the card's file");
-    account_of(SoftCard::in_memory(image))
-}
-
-fn account_of(mut card: SoftCard) -> CardAccount {
-    card.power_on();
-    let mut s = CardSession::new(card);
-    read_account(&mut s, &TerminalConfig::kiosk()).unwrap()
-}
-
 /// A new 张三 card's electronic cash.
 fn fresh_account() -> CardAccount {
     let image = Profile::embedded("zhangsan").unwrap().build().unwrap();
-    account_of(SoftCard::in_memory(image))
+    card_account(SoftCard::in_memory(image)).0
 }
 
 /// What the scenario left: entries by state, the card's decrease; asserting the invariants.
@@ -207,7 +181,7 @@ fn check(d: &Dirs) -> Outcome {
         }
     }
     let before = fresh_account();
-    let now = card_account(&d.cards.join("zhangsan.json"));
+    let now = card_in_file(&d.cards.join("zhangsan.json")).0;
     out.decrease_fen = before.balance_fen - now.balance_fen;
     assert_eq!(
         out.decrease_fen, done_fen,

@@ -12,6 +12,7 @@
 mod common;
 
 use std::time::{Duration, Instant};
+use terminal_app::failpoint::is_generate_ac;
 
 use common::ui::Rig;
 use egui_kittest::kittest::Queryable;
@@ -488,10 +489,6 @@ fn pay_a_fee_from_electronic_cash_with_receipt_and_exactly_the_ledger_entries() 
         );
         assert!(!e.pan_masked.contains("6230580000000000013"));
     }
-}
-
-fn is_generate_ac(apdu: &[u8]) -> bool {
-    apdu.get(..2) == Some(&[0x80, 0xae][..])
 }
 
 /// The citizen pulls the card at the GENERATE AC: `after_card` the card has debited and its

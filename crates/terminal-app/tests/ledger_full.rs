@@ -23,20 +23,27 @@
 //! Mounting the tmpfs needs CAP_SYS_ADMIN (root in CI and in the project's container); without
 //! it the disk-full test prints why and skips. The file-size-limit test needs no privilege.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use card_core::CardSession;
-use card_core::pboc::TerminalConfig;
-use firmware_tests::SoftCard;
-use firmware_tests::storage::{FileStorage, Storage};
+use common::kiosk_bin::{KIOSK, card_in_file, headless};
 use terminal_app::demo::DemoWorld;
-use terminal_app::payment::{CardAccount, read_account};
 
-const KIOSK: &str = env!("CARGO_BIN_EXE_kiosk");
+/// The kiosk with SIGXFSZ ignored (inherited through exec): a write over RLIMIT_FSIZE fails
+/// with EFBIG instead of killing the process.
+fn kiosk_cmd(state: &Path, cards: &Path) -> Command {
+    headless(
+        state,
+        cards,
+        "sh",
+        &["-c", "trap '' XFSZ; exec \"$0\" \"$@\"", KIOSK],
+    )
+}
 const LIMIT: Duration = Duration::from_secs(180);
 
 /// A tmpfs mounted at a temporary directory, unmounted when dropped.
@@ -113,25 +120,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-fn kiosk_cmd(state: &Path, cards: &Path) -> Command {
-    // SIGXFSZ ignored (inherited through exec): a write over RLIMIT_FSIZE fails with EFBIG
-    // instead of killing the process.
-    let mut c = Command::new("sh");
-    c.args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\"", KIOSK])
-        .arg("--headless")
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--demo-cards")
-        .arg(cards)
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY")
-        .env_remove("SSCARD_HALT_AT")
-        .env_remove("SSCARD_PAUSE_AT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
 /// One way to make the ledger's next write fail, and to undo it.
 struct Fault<'a> {
     name: &'a str,
@@ -192,23 +180,6 @@ fn run_with_fault(state: &Path, cards: &Path, fault: &Fault<'_>) -> String {
     out
 }
 
-fn card_account(path: &Path) -> (CardAccount, u64) {
-    let image = FileStorage::new(path)
-        .load()
-        .unwrap()
-        .expect("the card's file");
-    let mut card = SoftCard::in_memory(image);
-    card.power_on();
-    let mut s = CardSession::new(card);
-    let account = read_account(&mut s, &TerminalConfig::kiosk()).unwrap();
-    // The ATC (9F36) by GET DATA, after the application is selected by read_account.
-    let atc = card_core::pboc::risk::get_data(&mut s, 0x9F36)
-        .unwrap()
-        .map(|v| v.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b)))
-        .expect("the card's ATC");
-    (account, atc)
-}
-
 fn ledger_check(state: &Path) -> usize {
     let path = state.join("kiosk-ledger.db");
     let db = rusqlite::Connection::open(&path).unwrap();
@@ -235,7 +206,7 @@ fn refused_then_recovered(tmp: &Path, state: &Path, fault: &Fault<'_>) {
     // The cards as the kiosk will find them.
     drop(DemoWorld::build_keeping_cards(&state, Some(&cards)).unwrap());
     let card = cards.join("zhangsan.json");
-    let (before, atc_before) = card_account(&card);
+    let (before, atc_before) = card_in_file(&card);
 
     let out = run_with_fault(&state, &cards, fault);
     let failed = out
@@ -249,7 +220,7 @@ fn refused_then_recovered(tmp: &Path, state: &Path, fault: &Fault<'_>) {
     // Refused at the ledger check, before the first card command of the payment.
     assert!(!out.contains(".. step pay.balance-read"), "{out}");
     assert!(!out.contains("the card asks for its PIN"), "{out}");
-    let (after, atc_after) = card_account(&card);
+    let (after, atc_after) = card_in_file(&card);
     assert_eq!(after, before, "{name}: the card's purse and log unchanged");
     assert_eq!(atc_after, atc_before, "{name}: the card's ATC unchanged");
     (fault.repair)();
@@ -265,7 +236,7 @@ fn refused_then_recovered(tmp: &Path, state: &Path, fault: &Fault<'_>) {
     assert!(ok.status.success(), "{ok_out}");
     assert!(ok_out.contains("paid 2000 fen"), "{ok_out}");
     assert_eq!(ledger_check(&state), 1);
-    let (paid, atc_paid) = card_account(&card);
+    let (paid, atc_paid) = card_in_file(&card);
     assert_eq!(paid.balance_fen, before.balance_fen - 2_000);
     assert!(atc_paid > atc_before);
     println!("{name}: after the repair: paid 2000 fen, 1 entry, integrity ok");

@@ -37,6 +37,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::kiosk_bin::backend_bins;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,26 +64,10 @@ use terminal_app::payment::{
     self, FixedPinPad, LedgerBook, PayContext, PaymentFailure, PaymentOrder, Settled,
 };
 
-const KIOSK: &str = env!("CARGO_BIN_EXE_kiosk");
-
 /// The fee paid: "other fee", an amount the citizen types.
 const ITEM_OTHER: usize = 3;
 const AMOUNT_FEN: u64 = 500;
 const PIN: &str = "123456";
-
-/// target/debug, with the three backend binaries in it (as tests/demo_backend.rs finds them).
-fn backend_bins() -> PathBuf {
-    let dir = Path::new(KIOSK).parent().unwrap().to_path_buf();
-    for name in ["hsm-sim", "central-server", "sync-agent"] {
-        assert!(
-            dir.join(name).is_file(),
-            "{name} is not in {}: build the backend binaries first with \
-             `cargo build -p hsm-sim -p backend-sync --bins` (scripts/test.sh does)",
-            dir.display()
-        );
-    }
-    dir
-}
 
 /// The card's non-volatile memory, kept by the test so that it can tear a commit.
 #[derive(Clone, Default)]

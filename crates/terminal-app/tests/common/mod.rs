@@ -72,4 +72,5 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+pub mod kiosk_bin;
 pub mod ui;
