@@ -17,16 +17,20 @@ use std::time::Duration;
 
 use card_core::TransportError;
 use card_core::channel::CardChannel;
+use zeroize::Zeroizing;
 
 /// The default limit for one command: far above any genuine card's time for one command
 /// (an SM2 signature on a slow card takes about a second), far below a person's patience.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 
 type Answer = Result<Vec<u8>, TransportError>;
+/// A command on its way to the card thread: it can carry a PIN block, so the copy is wiped
+/// when the thread is done with it.
+type Outgoing = Zeroizing<Vec<u8>>;
 
 /// A card channel on its own thread, each command bounded in time (see the module's doc).
 pub struct TimedCard<C: ChannelInfo> {
-    commands: SyncSender<Vec<u8>>,
+    commands: SyncSender<Outgoing>,
     answers: Receiver<Answer>,
     timeout: Duration,
     /// A command is still on the card (it timed out and its answer has not come yet).
@@ -51,7 +55,7 @@ where
     /// Move `card` to its own thread; each command waits at most `timeout` for its answer.
     pub fn new(card: C, timeout: Duration) -> Result<Self, TransportError> {
         let info = card.info();
-        let (commands, inbox) = mpsc::sync_channel::<Vec<u8>>(1);
+        let (commands, inbox) = mpsc::sync_channel::<Outgoing>(1);
         let (outbox, answers) = mpsc::sync_channel::<Answer>(1);
         std::thread::Builder::new()
             .name("card-io".into())
@@ -79,7 +83,7 @@ where
     }
 }
 
-fn serve<C: CardChannel>(mut card: C, inbox: &Receiver<Vec<u8>>, outbox: &SyncSender<Answer>) {
+fn serve<C: CardChannel>(mut card: C, inbox: &Receiver<Outgoing>, outbox: &SyncSender<Answer>) {
     while let Ok(command) = inbox.recv() {
         let answer = card.transmit(&command);
         if outbox.send(answer).is_err() {
@@ -101,7 +105,11 @@ where
                 Err(mpsc::TryRecvError::Disconnected) => return Err(TransportError::NoCard),
             }
         }
-        if self.commands.send(command.to_vec()).is_err() {
+        if self
+            .commands
+            .send(Zeroizing::new(command.to_vec()))
+            .is_err()
+        {
             return Err(TransportError::NoCard);
         }
         match self.answers.recv_timeout(self.timeout) {
