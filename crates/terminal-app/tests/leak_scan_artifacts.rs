@@ -23,15 +23,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::wait_present;
+use common::{cardctl, slot_with};
 use firmware_tests::leaks::{self, Catalogue, ScanOptions};
-use firmware_tests::testenv::PcscEnv;
-use firmware_tests::{VirtualSlot, shared_fixture};
 
 /// The directory this test writes into: `$SSCARD_ARTIFACTS/<name>` (emptied first), or a
 /// temporary one.
@@ -79,35 +76,18 @@ type Run<'a> = (&'a str, &'a [&'a str], Option<&'a str>, Option<i32>);
 /// Run cardctl against 张三's card in a vpcd slot, each run with `--trace` to its own
 /// `cardctl-<name>.trace.jsonl` in `dir` and its output kept beside it.
 fn cardctl_runs(dir: &Path, runs: &[Run<'_>]) {
-    let lease = PcscEnv::load()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .lease()
-        .unwrap();
-    wait_present(&lease.reader, false);
-    let mut slot = VirtualSlot::new(lease.port);
-    slot.insert(shared_fixture("zhangsan").unwrap()).unwrap();
-    wait_present(&lease.reader, true);
+    let (lease, mut slot) = slot_with("zhangsan");
     for (name, args, stdin, code) in runs {
         let trace = dir.join(format!("cardctl-{name}.trace.jsonl"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cardctl"))
-            .args(["--reader", &lease.reader, "--trace"])
-            .arg(&trace)
-            .args(*args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
+        let trace_arg = trace.display().to_string();
+        let mut full = vec![
+            "--reader",
+            lease.reader.as_str(),
+            "--trace",
+            trace_arg.as_str(),
+        ];
+        full.extend_from_slice(args);
+        let out = cardctl(&full, *stdin);
         assert_eq!(
             out.status.code(),
             *code,
