@@ -38,18 +38,19 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
 use firmware_tests::VirtualSlot;
 use firmware_tests::testenv::PcscEnv;
 use reader_driver::EventWatcher;
-use terminal_app::card_source::{DemoSlot, DemoSource, PcscSource};
+use terminal_app::card_source::PcscSource;
 use terminal_app::clock::LocalTime;
 use terminal_app::demo::DemoWorld;
-use terminal_app::kiosk::{DemoPanel, KioskApp, KioskOptions, Lang};
+use terminal_app::kiosk::{KioskApp, KioskOptions, Lang};
 use terminal_app::session::{Request, Update, Worker};
 
 #[path = "../../bench-report/src/emit.rs"]
 mod emit;
+#[path = "../tests/common/ui.rs"]
+mod ui;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -225,93 +226,37 @@ fn bench_cold_start(runs: usize) {
 // ---------------------------------------------------------------------------------------------
 // 2. CPU per frame
 
-struct Ui {
-    harness: Harness<'static, KioskApp>,
-    slot: DemoSlot,
-    world: DemoWorld,
-    _dir: tempfile::TempDir,
+/// The kiosk under kittest, as the UI tests drive it (tests/common/ui.rs).
+type Ui = ui::Rig<KioskApp>;
+
+fn kiosk_ui() -> Ui {
+    ui::Rig::start(
+        now,
+        |app: &KioskApp| format!("screen {:?}", app.state.screen),
+        |ctx, req_tx, up_rx, panel| {
+            KioskApp::new(
+                ctx,
+                req_tx,
+                up_rx,
+                Some(panel),
+                KioskOptions {
+                    lang: Lang::Zh,
+                    idle_timeout: Duration::from_secs(3600),
+                },
+            )
+        },
+    )
 }
 
-impl Ui {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let world = DemoWorld::build(dir.path()).unwrap();
-        let slot = DemoSlot::default();
-        let (req_tx, req_rx) = mpsc::channel();
-        let (up_tx, up_rx) = mpsc::channel();
-        Worker::new(
-            Box::new(DemoSource::new(slot.clone())),
-            req_rx,
-            up_tx,
-            Box::new(|| {}),
-            world.worker_config(Box::new(now), Some(dir.path().join("receipts"))),
-        )
-        .spawn()
-        .unwrap();
-        let panel = DemoPanel {
-            slot: slot.clone(),
-            cards: world.cards.clone(),
-        };
-        let harness = Harness::builder()
-            .with_size(egui::vec2(1366.0, 800.0))
-            .with_theme(egui::Theme::Light)
-            .build_eframe(move |cc| {
-                KioskApp::new(
-                    &cc.egui_ctx,
-                    req_tx,
-                    up_rx,
-                    Some(panel),
-                    KioskOptions {
-                        lang: Lang::Zh,
-                        idle_timeout: Duration::from_secs(3600),
-                    },
-                )
-            });
-        Self {
-            harness,
-            slot,
-            world,
-            _dir: dir,
-        }
-    }
+/// What the bench does with the kiosk beyond the rig.
+trait Steps {
+    fn type_pin(&mut self);
+    fn pay(&mut self);
+}
 
-    fn wait_for(&mut self, label: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            self.harness.step();
-            if self
-                .harness
-                .query_all_by_label_contains(label)
-                .next()
-                .is_some()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{label:?} never appeared on {:?}",
-                self.harness.state().state.screen
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn click(&mut self, label: &str) {
-        self.harness.get_by_label(label).click();
-        self.harness.step();
-        self.harness.step();
-    }
-
-    fn click_containing(&mut self, part: &str) {
-        self.harness.get_by_label_contains(part).click();
-        self.harness.step();
-        self.harness.step();
-    }
-
+impl Steps for Ui {
     fn type_pin(&mut self) {
-        for d in "123456".chars() {
-            self.click(&d.to_string());
-        }
+        self.keys("123456");
         self.click("确认");
     }
 
@@ -362,22 +307,14 @@ fn bench_frames(n: usize) {
     let (u, t) = frames(&mut peer, n);
     rows.push(("peer: a frame with one label".into(), u, t));
 
-    let mut ui = Ui::new();
+    let mut ui = kiosk_ui();
     ui.wait_for("读卡器就绪");
     let mut measure = |ui: &mut Ui, name: &str| {
         let (u, t) = frames(&mut ui.harness, n);
         rows.push((name.to_string(), u, t));
     };
     measure(&mut ui, "attract (with the demo panel)");
-    let card = ui
-        .world
-        .cards
-        .iter()
-        .find(|c| c.name == "zhangsan")
-        .unwrap()
-        .card
-        .clone();
-    ui.slot.insert("zhangsan", card);
+    ui.insert("zhangsan");
     ui.wait_for("请输入社保卡密码");
     measure(&mut ui, "PIN keypad");
     ui.type_pin();

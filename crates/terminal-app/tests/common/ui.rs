@@ -1,7 +1,10 @@
 //! A kiosk-family app (the citizen kiosk or the counter) under egui_kittest, as the UI tests
 //! drive it: the real app, the real session worker on its own thread, the demo's in-process
 //! reader with the demo world's personalised software cards, a real ledger file in a temporary
-//! directory. Set `KIOSK_TRACE=1` to see the session's updates on standard error.
+//! directory. Set `KIOSK_TRACE=1` to see the session's updates on standard error. Also used by
+//! `benches/kiosk.rs`.
+
+#![allow(dead_code)]
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
