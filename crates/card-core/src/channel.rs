@@ -103,6 +103,20 @@ pub enum SendError {
     WrongLeLoop,
 }
 
+impl SendError {
+    /// Whether the command may have been carried out by the card although no answer came back:
+    /// every failure after the command left the terminal (the card pulled or reset mid-command,
+    /// a mute card, a garbled answer, and a reader or pcscd lost mid-command). Only a command
+    /// that could not be encoded, or a reader that had no card to send it to, surely did
+    /// nothing. Flows that write use this to tell "not done" from "find out at the next insert".
+    pub fn may_have_reached_card(&self) -> bool {
+        !matches!(
+            self,
+            Self::Encode(_) | Self::Transport(TransportError::NoCard)
+        )
+    }
+}
+
 /// Errors that can say "the card was reset underneath": the flow lost its selected
 /// application and verified PINs, and may simply be run again.
 pub trait ResetAware {

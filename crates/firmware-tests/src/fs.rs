@@ -19,6 +19,9 @@ pub enum Access {
     Always,
     /// After the PIN was verified in this session.
     Pin,
+    /// After EXTERNAL AUTHENTICATE with the card's maintenance key in this session (the
+    /// issuer's counter or HSM, not the cardholder).
+    Maintenance,
     /// Nobody (through the APDU interface).
     Never,
 }

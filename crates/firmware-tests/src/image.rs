@@ -100,12 +100,21 @@ pub struct CardKeys {
     /// The SM2 private key of the PKI application (32 bytes), used by INTERNAL AUTHENTICATE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) sm2_private: Option<Vec<u8>>,
+    /// The SSSE maintenance key (SM4, 16 bytes), diversified from the issuer's maintenance
+    /// master key by the card serial; EXTERNAL AUTHENTICATE proves it before EF06 is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) maintenance: Option<Vec<u8>>,
 }
 
 impl CardKeys {
     /// Install the SM2 private key.
     pub fn set_sm2_private(&mut self, d: &[u8]) {
         self.sm2_private = Some(d.to_vec());
+    }
+
+    /// Install the maintenance key (the card's own, already diversified).
+    pub fn set_maintenance(&mut self, key: &[u8; 16]) {
+        self.maintenance = Some(key.to_vec());
     }
 
     /// Whether the card has an SM2 key pair.
@@ -118,6 +127,7 @@ impl fmt::Debug for CardKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CardKeys")
             .field("sm2_private", &self.sm2_private.as_ref().map(|_| "<set>"))
+            .field("maintenance", &self.maintenance.as_ref().map(|_| "<set>"))
             .finish()
     }
 }

@@ -407,6 +407,22 @@ impl Catalogue {
         if let Some(ext) = &p.holder.name_ext {
             self.add_name(&format!("{name} name extension"), ext);
         }
+        if let Some(master) = p
+            .maintenance_master
+            .as_deref()
+            .and_then(|m| hex::decode(m.replace(' ', "")).ok())
+        {
+            self.add_key(&format!("{name} maintenance master"), &master);
+            let card_id = hex::decode(p.card.card_id.replace(' ', "")).unwrap_or_default();
+            if let Ok(key) = card_core::crypto::sm4::Sm4Key::from_slice(&master)
+                .map_err(|_| ())
+                .and_then(|m| {
+                    card_core::ssse::update::derive_maintenance_key(&m, &card_id).map_err(|_| ())
+                })
+            {
+                self.add_key(&format!("{name} maintenance key"), key.expose_bytes());
+            }
+        }
         let Some(pboc) = &p.pboc else {
             return;
         };

@@ -63,6 +63,8 @@ struct Volatile {
     current_df: NodeId,
     current_ef: Option<NodeId>,
     pin_verified: bool,
+    /// EXTERNAL AUTHENTICATE with the maintenance key succeeded since the last reset.
+    maintenance_ok: bool,
     challenge: Option<Vec<u8>>,
     pending: Vec<u8>,
     /// Matches of the last SELECT by name, and which one is selected (for "next occurrence").
@@ -233,12 +235,14 @@ impl SoftCard {
             (0x00, 0xe2) => self.append_record(cmd),
             (0x00, 0x84) => self.get_challenge(cmd),
             (0x00, 0x88) => self.internal_authenticate(cmd),
+            (0x00, 0x82) => self.external_authenticate(cmd),
             (0x00, 0x20) => self.verify(cmd),
             (0x80, 0x5e) => self.change_pin(cmd),
             (0x00, 0xc0) => self.get_response(cmd),
-            (_, 0xa4 | 0xb0 | 0xb2 | 0xd6 | 0xdc | 0xe2 | 0x84 | 0x88 | 0x20 | 0x5e | 0xc0) => {
-                Err(Sw::ClaNotSupported)
-            }
+            (
+                _,
+                0xa4 | 0xb0 | 0xb2 | 0xd6 | 0xdc | 0xe2 | 0x84 | 0x88 | 0x82 | 0x20 | 0x5e | 0xc0,
+            ) => Err(Sw::ClaNotSupported),
             (0x00 | 0x80 | 0x04 | 0x84, _) => Err(Sw::InsNotSupported),
             _ => Err(Sw::ClaNotSupported),
         }
@@ -480,7 +484,10 @@ impl SoftCard {
         match access {
             fs::Access::Always => Ok(()),
             fs::Access::Pin if self.vol.pin_verified => Ok(()),
-            fs::Access::Pin | fs::Access::Never => Err(Sw::SecurityStatusNotSatisfied),
+            fs::Access::Maintenance if self.vol.maintenance_ok => Ok(()),
+            fs::Access::Pin | fs::Access::Maintenance | fs::Access::Never => {
+                Err(Sw::SecurityStatusNotSatisfied)
+            }
         }
     }
 
@@ -698,6 +705,44 @@ impl SoftCard {
     }
 
     // ---- security -----------------------------------------------------------------------
+
+    /// EXTERNAL AUTHENTICATE `00 82 00 01` with the maintenance key: the data must be the
+    /// card's last challenge (8 bytes, from GET CHALLENGE, good for one try) padded with method
+    /// 2 and enciphered with the key (card_core `ssse::update::external_auth_cryptogram`).
+    /// Success opens the files whose update access is [`fs::Access::Maintenance`] until the
+    /// next reset; a wrong cryptogram answers `6300` and closes them.
+    fn external_authenticate(&mut self, cmd: &Command) -> Outcome {
+        use card_core::ssse::update::{
+            CHALLENGE_LEN, MAINTENANCE_KEY_ID, external_auth_cryptogram,
+        };
+        if cmd.p1 != 0 {
+            return Err(Sw::IncorrectP1P2);
+        }
+        if cmd.data().len() != 16 || cmd.ne().is_some() {
+            return Err(Sw::WrongLength);
+        }
+        let key = match (&self.image.keys.maintenance, cmd.p2) {
+            (Some(k), MAINTENANCE_KEY_ID) => {
+                card_core::crypto::sm4::Sm4Key::from_slice(k).map_err(|_| Sw::ExecutionError)?
+            }
+            _ => return Err(Sw::ReferencedDataNotFound),
+        };
+        self.vol.maintenance_ok = false;
+        let Some(mut challenge) = self.vol.challenge.take() else {
+            return Err(Sw::ConditionsNotSatisfied);
+        };
+        let Ok(fresh) = <[u8; CHALLENGE_LEN]>::try_from(challenge.as_slice()) else {
+            challenge.zeroize();
+            return Err(Sw::ConditionsNotSatisfied);
+        };
+        challenge.zeroize();
+        let expected = zeroize::Zeroizing::new(external_auth_cryptogram(&key, &fresh));
+        if !crate::pboc::cryptogram::mac_eq(expected.as_slice(), cmd.data()) {
+            return Err(Sw::AuthenticationFailed);
+        }
+        self.vol.maintenance_ok = true;
+        Ok(Vec::new().into())
+    }
 
     fn get_challenge(&mut self, cmd: &Command) -> Outcome {
         if cmd.p1 != 0 || cmd.p2 != 0 {

@@ -183,6 +183,12 @@ pub struct Profile {
     /// The PBOC debit/credit application with electronic cash, if the card has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pboc: Option<crate::pboc::profile::PbocSection>,
+    /// The issuer's SSSE maintenance master key (SM4, hex; test material). The card gets the
+    /// key diversified by its serial (card_core `ssse::update::derive_maintenance_key`), and
+    /// EF06 can then be written after EXTERNAL AUTHENTICATE. Without it, EF06 cannot be
+    /// written at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_master: Option<String>,
 }
 
 /// The default ATR: direct convention, TD1 offers T=0, TD2 offers T=1 with IFSC 254, and the
@@ -281,7 +287,7 @@ impl Profile {
         };
 
         let ef05 = vec![
-            record(r::TAG_CARD_ID, card_id),
+            record(r::TAG_CARD_ID, card_id.clone()),
             record(r::TAG_CARD_TYPE, c.card_type.as_bytes().to_vec()),
             record(r::TAG_SPEC_VERSION, c.spec_version.as_bytes().to_vec()),
             record(r::TAG_ISSUING_ORG, c.issuing_org.as_bytes().to_vec()),
@@ -377,7 +383,7 @@ impl Profile {
                 ssse::SFI_EF06,
                 linear(ef06),
                 Access::Always,
-                Access::Pin,
+                Access::Maintenance,
             ),
         )
         .map_err(build)?;
@@ -459,6 +465,15 @@ impl Profile {
             keys: crate::image::CardKeys::default(),
             pboc: None,
         };
+        if let Some(master) = &self.maintenance_master {
+            let bytes = hex::decode(master.replace(' ', ""))
+                .map_err(|e| field("maintenance_master")(e.to_string()))?;
+            let master = card_core::crypto::sm4::Sm4Key::from_slice(&bytes)
+                .map_err(|e| field("maintenance_master")(e.to_string()))?;
+            let key = ssse::update::derive_maintenance_key(&master, &card_id)
+                .map_err(|e| field("card.card_id")(e.to_string()))?;
+            image.keys.set_maintenance(key.expose_bytes());
+        }
         if let Some(pboc) = &self.pboc {
             pboc.install(&mut image, &self.pin.value)?;
         }

@@ -286,13 +286,44 @@ fn torn_pin_writes_never_give_a_free_try() {
 }
 
 #[test]
-fn records_can_be_updated_after_pin() {
+fn records_can_be_updated_after_external_authentication() {
+    use card_core::crypto::sm4::Sm4Key;
+    use card_core::ssse::update::{derive_maintenance_key, external_auth_cryptogram};
     let mut c = card("zhangsan");
     assert_eq!(send(&mut c, SELECT_SSSE).1, 0x9000);
-    // EF06 update needs the PIN.
+    // EF06 update needs the maintenance key; the cardholder's PIN does not open it.
     assert_eq!(send(&mut c, "00DC0334 03 0A0132").1, 0x6982);
     assert_eq!(send(&mut c, "0020000003123456").1, 0x9000);
+    assert_eq!(send(&mut c, "00DC0334 03 0A0132").1, 0x6982);
+    let profile = Profile::embedded("zhangsan").unwrap();
+    let master = Sm4Key::from_slice(&hex(profile.maintenance_master.as_ref().unwrap())).unwrap();
+    let key = derive_maintenance_key(&master, &hex(&profile.card.card_id)).unwrap();
+    // Wrong key id, wrong length, then a good cryptogram over the card's challenge.
+    assert_eq!(
+        send(&mut c, &format!("00820002 10 {}", "00".repeat(16))).1,
+        0x6A88
+    );
+    assert_eq!(send(&mut c, "00820001 08 0000000000000000").1, 0x6700);
+    let (challenge, sw) = send(&mut c, "0084000008");
+    assert_eq!(sw, 0x9000);
+    let crypt = external_auth_cryptogram(&key, &challenge.try_into().unwrap());
+    assert_eq!(
+        send(&mut c, &format!("00820001 10 {}", hex::encode(crypt))).1,
+        0x9000
+    );
     assert_eq!(send(&mut c, "00DC0334 03 0A0132").1, 0x9000);
+    // The challenge was good for one try only, and a failed try closes the file again.
+    assert_eq!(
+        send(&mut c, &format!("00820001 10 {}", hex::encode(crypt))).1,
+        0x6985
+    );
+    assert_eq!(send(&mut c, "00DC0334 03 0A0132").1, 0x6982);
+    let (challenge, _) = send(&mut c, "0084000008");
+    let crypt = external_auth_cryptogram(&key, &challenge.try_into().unwrap());
+    assert_eq!(
+        send(&mut c, &format!("00820001 10 {}", hex::encode(crypt))).1,
+        0x9000
+    );
     assert_eq!(send(&mut c, "00B20A3000").0, hex("0A0132"));
     // Too long a record.
     let long = format!("00DC0334 41 0A3F{}", "00".repeat(63));

@@ -286,6 +286,7 @@ impl CounterApp {
             }
             Update::PinChanged
             | Update::PinChangeFailed(_)
+            | Update::PinChangeInDoubt
             | Update::Account(_)
             | Update::AccountFailed(_)
             | Update::Service(_) => {}

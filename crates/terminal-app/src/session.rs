@@ -276,6 +276,10 @@ pub enum Update {
     PinChanged,
     /// Changing the PIN failed (wrong old PIN is reported as `PinWrong`).
     PinChangeFailed(String),
+    /// CHANGE PIN may or may not have run on the card (the card was pulled as it went out, or
+    /// answered "memory changed"): the card holds the old or the new PIN, and no command can
+    /// tell which without spending a try. Followed by `CardRemoved` if the card is gone.
+    PinChangeInDoubt,
     /// Payments a pulled card had left in doubt, settled at this insert.
     Settled(Vec<Settled>),
     /// The card's electronic cash.
@@ -649,9 +653,17 @@ impl Worker {
                 let Some(active) = self.active.as_mut() else {
                     return self.send(Update::Error("no card".into()));
                 };
-                let result = ssse::select(&mut active.session)
-                    .map(|_| ())
-                    .and_then(|()| ssse::change_pin(&mut active.session, &old, &new));
+                // A failed SELECT changed nothing. A failed CHANGE PIN may have run on the card
+                // all the same (its answer lost, or 65xx "memory changed"): the citizen is then
+                // told that the new PIN may hold (docs/reliability.md, PIN change tearing).
+                let mut in_doubt = false;
+                let result = ssse::select(&mut active.session).and_then(|_| {
+                    ssse::change_pin(&mut active.session, &old, &new)
+                        .inspect_err(|e| in_doubt = e.card_may_have_changed())
+                });
+                if in_doubt {
+                    self.send(Update::PinChangeInDoubt);
+                }
                 match result {
                     Ok(()) => self.send(Update::PinChanged),
                     Err(SsseError::WrongPin { tries_left }) => {
@@ -665,6 +677,7 @@ impl Worker {
                         self.active = None;
                         self.send(Update::CardRemoved);
                     }
+                    Err(_) if in_doubt => {}
                     Err(e) => self.send(Update::PinChangeFailed(e.to_string())),
                 }
             }

@@ -276,6 +276,60 @@ fn pin_change_and_english() {
     card_core::ssse::verify_pin(&mut s, &card_core::secret::Pin::new("246810").unwrap()).unwrap();
 }
 
+/// The citizen pulls the card as CHANGE PIN goes out (`after_card`: after the card ran it).
+/// The kiosk cannot tell which PIN the card holds, so it says so on the attract screen; the
+/// card holds the new PIN exactly when it got the command, and the next insert signs in with
+/// the PIN the notice says to try.
+fn pulled_during_pin_change(after_card: bool) {
+    fn is_change_pin(command: &[u8]) -> bool {
+        matches!(command, [0x80, 0x5e, ..])
+    }
+    let mut k = kiosk(Lang::Zh, Duration::from_secs(600));
+    k.sign_in_zhangsan();
+    k.click("修改密码");
+    k.wait_for("请输入原密码");
+    k.type_pin("123456");
+    k.wait_for("请输入新密码");
+    k.type_pin("246810");
+    k.wait_for("请再次输入新密码");
+    k.slot.pull_on(is_change_pin, after_card);
+    k.type_pin("246810");
+    k.wait_for("请插入社保卡");
+    let holds_new = {
+        let card = k.card("zhangsan");
+        let image = firmware_tests::vpcd::lock(&card).image().clone();
+        image
+            .pin
+            .matches(&card_core::secret::Pin::new("246810").unwrap().to_bcd())
+    };
+    assert_eq!(holds_new, after_card);
+    assert!(
+        k.shows("新密码可能已生效"),
+        "the notice stays on the attract screen"
+    );
+    assert!(k.harness.state().state.citizen.is_none());
+    // Next insert: the new PIN first, then the old one, as the notice says.
+    k.insert("zhangsan");
+    k.wait_for("请输入社保卡密码");
+    assert!(!k.shows("新密码可能已生效"), "cleared by the next card");
+    k.type_pin("246810");
+    if !after_card {
+        k.wait_for("密码错误");
+        k.type_pin("123456");
+    }
+    k.wait_for("您好");
+}
+
+#[test]
+fn card_pulled_after_change_pin_ran_leaves_the_new_pin_and_a_notice() {
+    pulled_during_pin_change(true);
+}
+
+#[test]
+fn card_pulled_as_change_pin_went_out_leaves_the_old_pin_and_a_notice() {
+    pulled_during_pin_change(false);
+}
+
 /// Render a screen and compare with the committed snapshot (tests/snapshots/NAME.png). A glyph
 /// missing from the fonts fails the render, so these also guard against tofu in Chinese.
 fn snap(k: &mut Kiosk, name: &str) {

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod fields;
 pub mod records;
+pub mod update;
 
 use crate::apdu::{Command, Response};
 use crate::channel::{CardChannel, CardSession, ResetAware, SendError};

@@ -278,6 +278,7 @@ fn describe(u: &Update) -> String {
         Update::SignedIn(_) => "signed in".into(),
         Update::PinChanged => "PIN changed".into(),
         Update::PinChangeFailed(e) => format!("PIN change failed: {e}"),
+        Update::PinChangeInDoubt => "PIN change in doubt: the card may hold the new PIN".into(),
         Update::CardRemoved => "card removed".into(),
         Update::Ended => "session ended: please take your card".into(),
         Update::Error(e) => format!("error: {e}"),

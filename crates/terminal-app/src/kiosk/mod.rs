@@ -388,6 +388,21 @@ impl KioskApp {
                 s.screen = Screen::Notice(s.lang.t("密码已修改", "PIN changed").to_string());
             }
             Update::PinChangeFailed(why) => s.screen = Screen::Notice(why),
+            Update::PinChangeInDoubt => {
+                s.change_old = Zeroizing::new(String::new());
+                s.change_new = Zeroizing::new(String::new());
+                let text = s
+                    .lang
+                    .t(
+                        "修改密码未能确认完成，新密码可能已生效：请先输入新密码，不对再输入原密码",
+                        "The PIN change could not be confirmed and the new PIN may be in effect: \
+                         try the new PIN first, then the old one",
+                    )
+                    .to_string();
+                // Kept on the attract screen if the card is gone, like a payment in doubt.
+                s.in_doubt = Some(text.clone());
+                s.screen = Screen::Notice(text);
+            }
             Update::CardRemoved => {
                 s.clear();
                 s.reader = ReaderStatus::Ready(String::new());
