@@ -300,6 +300,60 @@ pub fn trust_line(ca: &CaKey) -> String {
     )
 }
 
+/// The HSM label of the maintenance master key the project's tools use.
+pub const MAINTENANCE_LABEL: &str = "MNTMK001";
+
+/// Generate the social-security maintenance master key (SM4, type `409`) inside the HSM under
+/// `label` (`A0`), or take the one already there. It never leaves the HSM: cards get their own
+/// key derived from it ([`personalize_maintenance`]), and the issuer's counter asks the HSM to
+/// answer a card's challenge (`KE`, hsm-sim `HsmAuthority`).
+pub fn setup_maintenance_master<C: Call>(
+    hsm: &mut HsmClient<C>,
+    label: &str,
+) -> Result<(), PersoError> {
+    match hsm.generate_key(KeyType::MkMnt, Scheme::Sm4, label) {
+        Ok(_) | Err(ClientError::Hsm(ErrorCode::KeyExists)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Give the card in `image` its maintenance key: derived in the HSM from the master `master`
+/// by the card identifier in EF05 (`KF`), received under the ZMK `zmk_label` whose clear twin
+/// `zmk` the personalisation device holds, checked against the HSM's check value, and written
+/// into the card. Replaces any key the image had. Returns the key's check value.
+pub fn personalize_maintenance<C: Call>(
+    hsm: &mut HsmClient<C>,
+    image: &mut CardImage,
+    master: &str,
+    zmk_label: &str,
+    zmk: &BlockKey,
+) -> Result<[u8; 3], PersoError> {
+    let card_id: [u8; 16] = {
+        let mut s = card_core::CardSession::new(crate::SoftCard::in_memory(image.clone()));
+        card_core::ssse::read_identity(&mut s, card_core::ssse::ReadStrategy::AllRecords)
+            .map_err(|_| PersoError::Invalid("the card's identity does not read"))?
+            .card
+            .card_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| PersoError::Invalid("the card identifier is not 16 bytes"))?
+    };
+    let (wrapped, kcv) = hsm.derive_maintenance_key(master, zmk_label, &card_id)?;
+    let clear = Zeroizing::new(
+        zmk.decrypt_ecb(&wrapped)
+            .map_err(|_| PersoError::Invalid("the maintenance key does not decrypt"))?,
+    );
+    let key = card_core::crypto::sm4::Sm4Key::from_slice(&clear)
+        .map_err(|_| PersoError::Invalid("the maintenance key has the wrong length"))?;
+    if key.kcv() != kcv {
+        return Err(PersoError::Invalid(
+            "the maintenance key does not match its check value: wrong ZMK?",
+        ));
+    }
+    image.keys.set_maintenance(key.expose_bytes());
+    Ok(kcv)
+}
+
 /// The HSM labels of an issuer's PBOC master keys (types `109`, `209`, `309`) and their
 /// scheme: SM4 for the SM profile, double-length 3DES for the international one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -311,3 +311,68 @@ fn trust_store_files_round_trip() {
     );
     assert_eq!(auth::parse_trust_store("\nD1560000 01").unwrap_err().0, 2);
 }
+
+#[test]
+fn the_maintenance_key_comes_from_the_hsm_and_only_its_master_writes_the_record() {
+    use card_core::ssse::update::{self, RecordState, SoftwareAuthority, UpdateError};
+    use hsm_sim::client::HsmAuthority;
+    let mut w = world();
+    personalize::setup_maintenance_master(&mut w.hsm, personalize::MAINTENANCE_LABEL).unwrap();
+    // Again: the key already there is taken.
+    personalize::setup_maintenance_master(&mut w.hsm, personalize::MAINTENANCE_LABEL).unwrap();
+    let mut image = issue(&mut w, "lisi", "ICC00001", "6217000010000001");
+    let kcv = personalize::personalize_maintenance(
+        &mut w.hsm,
+        &mut image,
+        personalize::MAINTENANCE_LABEL,
+        "ZMKPERSO",
+        &w.zmk,
+    )
+    .unwrap();
+    assert_ne!(kcv, [0; 3]);
+    // The name field as stored: GBK, padded with 00 to 30 bytes.
+    let mut old = identity_of(&image).holder.name.to_gbk();
+    old.resize(30, 0);
+    let mut new = old.clone();
+    new[1] ^= 1;
+    let mut card = SoftCard::in_memory(image);
+    // The profile's test master no longer opens the card: its key came from the HSM.
+    let profile = Profile::embedded("lisi").unwrap();
+    let test_master = card_core::crypto::sm4::Sm4Key::from_slice(
+        &hex::decode(profile.maintenance_master.unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut s = CardSession::new(&mut card);
+    let e = update::update_record(
+        &mut s,
+        &mut SoftwareAuthority::new(test_master),
+        ssse::SFI_EF06,
+        0x09,
+        &new,
+    )
+    .unwrap_err();
+    assert!(matches!(e, UpdateError::NotDone(_)), "{e}");
+    // The HSM's master does, through KE, and the record reads back new.
+    let mut s = CardSession::new(&mut card);
+    let mut authority = HsmAuthority::new(&mut w.hsm, personalize::MAINTENANCE_LABEL);
+    let was = update::update_record(&mut s, &mut authority, ssse::SFI_EF06, 0x09, &new).unwrap();
+    assert_eq!(was.as_slice(), old.as_slice());
+    let mut s = CardSession::new(&mut card);
+    assert_eq!(
+        update::record_state(&mut s, ssse::SFI_EF06, 0x09, &old, &new).unwrap(),
+        RecordState::New
+    );
+    // A wrong ZMK twin is caught by the check value.
+    let wrong = BlockKey::new(Scheme::Sm4, &Secret::new(vec![0x42; 16])).unwrap();
+    let mut other = Profile::embedded("zhangsan").unwrap().build().unwrap();
+    assert!(
+        personalize::personalize_maintenance(
+            &mut w.hsm,
+            &mut other,
+            personalize::MAINTENANCE_LABEL,
+            "ZMKPERSO",
+            &wrong,
+        )
+        .is_err()
+    );
+}

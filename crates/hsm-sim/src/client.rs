@@ -487,6 +487,39 @@ impl<C: Call> HsmClient<C> {
         split_cryptogram_kcv(&reply.body)
     }
 
+    /// `KE`: the EXTERNAL AUTHENTICATE cryptogram for a social-security card's challenge,
+    /// from the maintenance master key `mk` (type `409`) and the card identifier.
+    pub fn external_auth_cryptogram(
+        &mut self,
+        mk: &str,
+        card_id: &[u8; 16],
+        challenge: &[u8; 8],
+    ) -> Result<Zeroizing<[u8; 16]>, ClientError> {
+        let mut body = mk.as_bytes().to_vec();
+        body.extend_from_slice(hex::encode_upper(card_id).as_bytes());
+        body.extend_from_slice(hex::encode_upper(challenge).as_bytes());
+        let reply = ok(self.transport.call(*b"KE", &body)?)?;
+        let mut f = Fields::new(&reply.body);
+        let cryptogram = f
+            .hex_array()
+            .map_err(|_| ClientError::Protocol("cryptogram"))?;
+        Ok(Zeroizing::new(cryptogram))
+    }
+
+    /// `KF`: derive a card's maintenance key and export it under a ZMK (personalisation).
+    pub fn derive_maintenance_key(
+        &mut self,
+        mk: &str,
+        zmk: &str,
+        card_id: &[u8; 16],
+    ) -> Result<(Vec<u8>, [u8; 3]), ClientError> {
+        let mut body = mk.as_bytes().to_vec();
+        body.extend_from_slice(zmk.as_bytes());
+        body.extend_from_slice(hex::encode_upper(card_id).as_bytes());
+        let reply = ok(self.transport.call(*b"KF", &body)?)?;
+        split_cryptogram_kcv(&reply.body)
+    }
+
     /// `KQ` mode 1: verify an ARQC and return the ARPC. A wrong ARQC is
     /// `Err(ClientError::Hsm(ErrorCode::VerificationFailure))`.
     pub fn verify_arqc(&mut self, q: &ArqcRequest<'_>) -> Result<[u8; 8], ClientError> {
@@ -578,4 +611,38 @@ fn split_cryptogram_kcv(body: &[u8]) -> Result<(Vec<u8>, [u8; 3]), ClientError> 
         .hex_array()
         .map_err(|_| ClientError::Protocol("KCV"))?;
     Ok((ct, kcv))
+}
+
+/// The issuer's maintenance key holder for card-core's record update: the HSM answers the
+/// card's challenge with the master key labelled `label` (type `409`), which never leaves it.
+#[derive(Debug)]
+pub struct HsmAuthority<'a, C> {
+    client: &'a mut HsmClient<C>,
+    label: String,
+}
+
+impl<'a, C: Call> HsmAuthority<'a, C> {
+    /// Ask `client` with the master key `label`.
+    pub fn new(client: &'a mut HsmClient<C>, label: &str) -> Self {
+        Self {
+            client,
+            label: label.to_string(),
+        }
+    }
+}
+
+impl<C: Call> card_core::ssse::update::MaintenanceAuthority for HsmAuthority<'_, C> {
+    fn cryptogram(
+        &mut self,
+        card_id: &[u8],
+        challenge: &[u8; 8],
+    ) -> Result<Zeroizing<[u8; 16]>, card_core::ssse::update::UpdateError> {
+        use card_core::ssse::update::UpdateError;
+        let id: &[u8; 16] = card_id
+            .try_into()
+            .map_err(|_| UpdateError::CardId { len: card_id.len() })?;
+        self.client
+            .external_auth_cryptogram(&self.label, id, challenge)
+            .map_err(|e| UpdateError::Authority(e.to_string()))
+    }
 }

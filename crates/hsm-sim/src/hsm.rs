@@ -12,6 +12,7 @@ use card_core::crypto::kdf::{self, CardAlgorithm, CardKey};
 use card_core::crypto::sm2::{DEFAULT_ID, Sm2PrivateKey, Sm2PublicKey};
 use card_core::crypto::sm4::Sm4MacRule;
 use card_core::crypto::tdes::{TdesKey, set_odd_parity};
+use card_core::ssse::update as ssse_update;
 use zeroize::Zeroizing;
 
 use crate::codes::ErrorCode;
@@ -332,6 +333,8 @@ impl Hsm {
             b"A6" => self.import_key(f, out),
             b"A8" => self.export_key(f, out),
             b"KD" => self.derive_card_key(f, out),
+            b"KE" => self.external_auth_cryptogram(f, out),
+            b"KF" => self.derive_maintenance_key(f, out),
             b"KQ" => self.verify_arqc(f, out),
             b"M6" => self.generate_mac(f, out),
             b"M8" => self.verify_mac(f, out),
@@ -478,6 +481,77 @@ impl Hsm {
         })();
         self.audit(
             "KD derive card key",
+            &mk_label,
+            result.as_ref().err().copied().unwrap_or(ErrorCode::Ok),
+        );
+        let (ct, kcv) = result?;
+        push_hex(out, &ct);
+        push_hex(out, &kcv);
+        Ok(())
+    }
+
+    /// The SM4 maintenance master key under `label` (type `409`).
+    fn maintenance_master(&self, label: &str) -> Result<Arc<LoadedKey>, ErrorCode> {
+        let mk = self.key_of(label, &[KeyType::MkMnt])?;
+        if mk.scheme != Scheme::Sm4 {
+            return Err(ErrorCode::SchemeNotPermitted);
+        }
+        Ok(mk)
+    }
+
+    /// The card's maintenance key, derived from the master by the card identifier's serial
+    /// (card-core `ssse::update::derive_maintenance_key`).
+    fn card_maintenance_key(
+        mk: &LoadedKey,
+        card_id: &[u8; 16],
+    ) -> Result<card_core::crypto::sm4::Sm4Key, ErrorCode> {
+        let CardKey::Sm4(master) = mk.card_key()? else {
+            return Err(ErrorCode::SchemeNotPermitted);
+        };
+        ssse_update::derive_maintenance_key(master, card_id).map_err(|_| ErrorCode::InvalidInput)
+    }
+
+    /// `KE`: the EXTERNAL AUTHENTICATE cryptogram for a social-security card's challenge.
+    /// Fields: maintenance master key label (8, type `409`), card identifier (32 hex, EF05 tag
+    /// 01), challenge (16 hex). Answer: cryptogram (32 hex), `SM4(K)[challenge ‖ 80 00..]` with
+    /// `K` the card's maintenance key. The master never leaves the HSM.
+    fn external_auth_cryptogram(
+        &self,
+        f: &mut Fields<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ErrorCode> {
+        let label = f.label()?;
+        let card_id: [u8; 16] = f.hex_array()?;
+        let challenge: [u8; ssse_update::CHALLENGE_LEN] = f.hex_array()?;
+        f.end()?;
+        let mk = self.maintenance_master(&label)?;
+        let key = Self::card_maintenance_key(&mk, &card_id)?;
+        let cryptogram = Zeroizing::new(ssse_update::external_auth_cryptogram(&key, &challenge));
+        push_hex(out, cryptogram.as_slice());
+        Ok(())
+    }
+
+    /// `KF`: derive a social-security card's maintenance key and export it under a ZMK, for
+    /// personalisation. Fields: maintenance master key label (8), ZMK label (8), card
+    /// identifier (32 hex). Answer: card key under ZMK (32 hex), KCV (6 hex).
+    fn derive_maintenance_key(
+        &self,
+        f: &mut Fields<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ErrorCode> {
+        let mk_label = f.label()?;
+        let zmk_label = f.label()?;
+        let card_id: [u8; 16] = f.hex_array()?;
+        f.end()?;
+        let result = (|| {
+            let mk = self.maintenance_master(&mk_label)?;
+            let zmk = self.key_of(&zmk_label, &[KeyType::Zmk])?;
+            let card = Self::card_maintenance_key(&mk, &card_id)?;
+            let ct = zmk.block()?.encrypt_ecb(card.expose_bytes())?;
+            Ok((ct, card.kcv()))
+        })();
+        self.audit(
+            "KF derive maintenance key",
             &mk_label,
             result.as_ref().err().copied().unwrap_or(ErrorCode::Ok),
         );

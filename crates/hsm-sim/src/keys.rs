@@ -27,6 +27,10 @@ pub enum KeyType {
     MkSmi,
     /// `309`: issuer master key for secure-messaging confidentiality.
     MkSmc,
+    /// `409`: the social-security application's maintenance master key (this simulator's code):
+    /// answers a card's EXTERNAL AUTHENTICATE challenge before its cardholder records are
+    /// written. SM4 only.
+    MkMnt,
     /// `S01`: SM2 key pair of a certification authority (signs issuer certificates).
     Sm2Ca,
     /// `S02`: SM2 key pair of an issuer (signs ICC certificates and static data).
@@ -36,12 +40,13 @@ pub enum KeyType {
 }
 
 /// Every key type.
-pub const KEY_TYPES: [KeyType; 8] = [
+pub const KEY_TYPES: [KeyType; 9] = [
     KeyType::Zmk,
     KeyType::Zak,
     KeyType::MkAc,
     KeyType::MkSmi,
     KeyType::MkSmc,
+    KeyType::MkMnt,
     KeyType::Sm2Ca,
     KeyType::Sm2Issuer,
     KeyType::Sm2Icc,
@@ -56,6 +61,7 @@ impl KeyType {
             Self::MkAc => "109",
             Self::MkSmi => "209",
             Self::MkSmc => "309",
+            Self::MkMnt => "409",
             Self::Sm2Ca => "S01",
             Self::Sm2Issuer => "S02",
             Self::Sm2Icc => "S03",

@@ -105,6 +105,69 @@ fn derive_card_key_matches_published_vector() {
     );
 }
 
+#[test]
+fn maintenance_key_answers_the_cards_challenge_and_never_leaves() {
+    use card_core::ssse::update::{
+        MaintenanceAuthority, SoftwareAuthority, derive_maintenance_key, external_auth_cryptogram,
+    };
+    use hsm_sim::client::HsmAuthority;
+    let hsm = hsm();
+    let master = h("73736361726420746573742D6D61696E");
+    hsm.form_key_from_components("MNT00001", KeyType::MkMnt, Scheme::Sm4, &[&master])
+        .unwrap();
+    hsm.form_key_from_components("MNTTDES1", KeyType::MkMnt, Scheme::Tdes, &[&h(IMK)])
+        .unwrap();
+    let mut c = client(&hsm);
+    let card_id: [u8; 16] = h("110105D1560000050000000000000001").try_into().unwrap();
+    let challenge = [1, 2, 3, 4, 5, 6, 7, 8];
+    // KE: the same cryptogram as card-core's software authority with the master in clear.
+    let from_hsm = c
+        .external_auth_cryptogram("MNT00001", &card_id, &challenge)
+        .unwrap();
+    let mut soft = SoftwareAuthority::new(Sm4Key::from_slice(&master).unwrap());
+    assert_eq!(
+        *from_hsm,
+        *soft.cryptogram(&card_id, &challenge).unwrap(),
+        "KE = SM4(K_card)[challenge || 80 00..]"
+    );
+    // Through the authority card-core's update flow takes.
+    let mut authority = HsmAuthority::new(&mut c, "MNT00001");
+    assert_eq!(
+        *authority.cryptogram(&card_id, &challenge).unwrap(),
+        *from_hsm
+    );
+    assert!(matches!(
+        authority.cryptogram(&card_id[..8], &challenge),
+        Err(card_core::ssse::update::UpdateError::CardId { len: 8 })
+    ));
+    // KF: the card's own key for personalisation, under the ZMK, with its check value.
+    let (ct, kcv) = c
+        .derive_maintenance_key("MNT00001", "ZMK00001", &card_id)
+        .unwrap();
+    let clear = zmk_clear().decrypt_ecb(&ct).unwrap();
+    let expected = derive_maintenance_key(&Sm4Key::from_slice(&master).unwrap(), &card_id).unwrap();
+    assert_eq!(clear.as_slice(), expected.expose_bytes());
+    assert_eq!(kcv, expected.kcv());
+    assert_eq!(external_auth_cryptogram(&expected, &challenge), *from_hsm);
+    // The master itself never leaves; only SM4 masters serve; other key types may not.
+    assert_eq!(
+        refused(c.export_key(KeyType::MkMnt, "ZMK00001", "MNT00001")),
+        ErrorCode::NotAuthorised
+    );
+    assert_eq!(
+        refused(c.external_auth_cryptogram("MNTTDES1", &card_id, &challenge)),
+        ErrorCode::SchemeNotPermitted
+    );
+    assert_eq!(
+        refused(c.external_auth_cryptogram("IMKSM401", &card_id, &challenge)),
+        ErrorCode::UsageNotPermitted
+    );
+    assert_eq!(
+        refused(c.derive_maintenance_key("IMKSM401", "ZMK00001", &card_id)),
+        ErrorCode::UsageNotPermitted
+    );
+}
+
 fn arqc_case(alg: CardAlgorithm, imk_hex: &str, atc: u16, data: &[u8]) -> ([u8; 8], [u8; 8]) {
     let imk = CardKey::from_slice(alg, &h(imk_hex)).unwrap();
     let card = kdf::derive_card_key(&imk, "6217000010001234567", Some("01")).unwrap();

@@ -224,6 +224,7 @@ impl DemoWorld {
         } else {
             None
         };
+        personalize::setup_maintenance_master(client, personalize::MAINTENANCE_LABEL)?;
         let mut trust = TrustStore::new();
         trust.insert(issuer.ca.clone());
         let mut cards = Vec::new();
@@ -272,6 +273,14 @@ impl DemoWorld {
                     },
                     serial,
                 },
+            )?;
+            // The maintenance key for writing cardholder records, from the HSM's master.
+            personalize::personalize_maintenance(
+                client,
+                &mut image,
+                personalize::MAINTENANCE_LABEL,
+                ZMK_LABEL,
+                zmk,
             )?;
             if let (Some(section), Some((pboc, master))) = (&section, &pboc_issuer) {
                 personalize::personalize_pboc(

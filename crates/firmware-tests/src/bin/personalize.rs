@@ -5,6 +5,10 @@
 //! writes the card's memory to `<state-dir>/<name>.json`, where `virtual-card --state-dir`
 //! finds it. The CA public key goes to a trust-store file for terminals.
 //!
+//! Each card's SSSE maintenance key (for writing its cardholder records) is derived in the HSM
+//! from the maintenance master `MNTMK001`, generated there on first use (`personalize::
+//! personalize_maintenance`), instead of from the profile's test master.
+//!
 //! The personalisation device's transport key (the clear twin of the HSM's ZMK) comes from
 //! `--zmk-file` (32 hex digits). With `--in-memory-hsm` a throw-away HSM is used, whose ZMK is
 //! that key: for demos and tests.
@@ -102,6 +106,7 @@ fn run<C: Call>(hsm: &mut HsmClient<C>, args: &Args, zmk: &BlockKey) -> Result<(
     } else {
         None
     };
+    personalize::setup_maintenance_master(hsm, personalize::MAINTENANCE_LABEL)?;
     std::fs::create_dir_all(&args.state_dir)?;
     for (i, spec) in args.cards.iter().enumerate() {
         let (name, mut profile) = match spec.split_once('=') {
@@ -138,6 +143,13 @@ fn run<C: Call>(hsm: &mut HsmClient<C>, args: &Args, zmk: &BlockKey) -> Result<(
                 },
                 serial: [0, 0, u8::try_from(i + 1).unwrap_or(0)],
             },
+        )?;
+        personalize::personalize_maintenance(
+            hsm,
+            &mut image,
+            personalize::MAINTENANCE_LABEL,
+            &args.zmk_label,
+            zmk,
         )?;
         if let (Some(section), Some((issuer, master))) = (&section, &pboc) {
             let icc_label = format!("PBC{:05}", i + 1);
