@@ -533,3 +533,96 @@ mod tests {
         );
     }
 }
+
+/// Where `update-record` finds the maintenance master key.
+#[derive(Debug, Clone)]
+pub struct HsmAddress {
+    /// hsm-sim's address, HOST:PORT.
+    pub addr: String,
+    /// Its message header length.
+    pub header_len: usize,
+    /// The label of the maintenance master key.
+    pub key: String,
+}
+
+/// The new value of a record, as the technician typed it.
+#[derive(Debug, Clone)]
+pub enum NewValue {
+    /// Chinese text, stored in GBK and padded with `00` to the record's length.
+    Gbk(String),
+    /// ASCII text, padded with `00` to the record's length.
+    Text(String),
+    /// Hex, exactly.
+    Hex(String),
+}
+
+/// A record tag in hex (`09`, `4E`).
+pub fn parse_tag(text: &str) -> Result<u8, String> {
+    u8::from_str_radix(text.trim_start_matches("0x"), 16)
+        .map_err(|_| format!("{text:?} is not a tag in hex (09, 4E, ...)"))
+}
+
+/// The value's bytes, padded to `len` for text.
+fn value_bytes(value: &NewValue, len: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let (mut bytes, pad) = match value {
+        NewValue::Gbk(t) => (ssse::PersonName::new(t).to_gbk(), true),
+        NewValue::Text(t) if t.is_ascii() => (t.as_bytes().to_vec(), true),
+        NewValue::Text(_) => bail!("--text takes ASCII only; use --gbk for Chinese"),
+        NewValue::Hex(h) => (
+            hex::decode(h.replace(' ', "")).context("--hex is not hex")?,
+            false,
+        ),
+    };
+    if pad && bytes.len() < len {
+        bytes.resize(len, 0);
+    }
+    Ok(Zeroizing::new(bytes))
+}
+
+/// `cardctl update-record`: write a cardholder record of EF06 with the maintenance key in
+/// hsm-sim. The old value's length comes from the card (text is padded to it); the flow is
+/// card-core's `ssse::update::update_record`. Personal data is not printed.
+pub fn update_record(
+    out: &mut dyn Write,
+    common: &Common,
+    hsm: &HsmAddress,
+    tag: u8,
+    value: &NewValue,
+) -> Result<()> {
+    use card_core::ssse::update;
+    let mut client = hsm_sim::client::HsmClient::new(
+        hsm_sim::client::BlockingClient::connect(hsm.addr.as_str(), hsm.header_len)
+            .with_context(|| format!("connecting to hsm-sim at {}", hsm.addr))?,
+    );
+    let mut s = open(common)?;
+    ssse::select(&mut s)?;
+    let current = ssse::read_records(
+        &mut s,
+        "EF06",
+        ssse::SFI_EF06,
+        &[tag],
+        &[],
+        ReadStrategy::ByTag,
+    )?;
+    let len = current.get(tag).map_or(0, <[u8]>::len);
+    let new = value_bytes(value, len)?;
+    let mut authority = hsm_sim::client::HsmAuthority::new(&mut client, &hsm.key);
+    match update::update_record(&mut s, &mut authority, ssse::SFI_EF06, tag, &new) {
+        Ok(_) => {
+            writeln!(
+                out,
+                "EF06 record {tag:02X} written ({} bytes) and read back",
+                new.len()
+            )?;
+            Ok(())
+        }
+        Err(e) if e.is_unsure() => Err(Exit {
+            code: 3,
+            message: format!(
+                "{e}; run `cardctl read --reveal` to see which, or this command again to write it"
+            ),
+        }
+        .into()),
+        Err(e) => Err(anyhow::Error::new(e).context("the record was not changed")),
+    }
+}

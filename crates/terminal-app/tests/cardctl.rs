@@ -617,3 +617,136 @@ fn check_without_a_trust_store_skips_the_certificates_and_refuses_a_bad_date() {
         stderr(&o)
     );
 }
+
+/// hsm-sim on loopback holding `master` as the maintenance master `MNTMK001`, and another
+/// master `MNTOTHER` the cards were not made from.
+fn maintenance_hsm(master: &str) -> hsm_sim::server::BackgroundServer {
+    use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
+    let hsm = Hsm::in_memory(
+        Lmk::from_hex("0F1E2D3C4B5A69788796A5B4C3D2E1F0").unwrap(),
+        4,
+    )
+    .unwrap();
+    hsm.form_key_from_components(
+        "MNTMK001",
+        KeyType::MkMnt,
+        Scheme::Sm4,
+        &[&hex::decode(master).unwrap()],
+    )
+    .unwrap();
+    hsm.form_key_from_components("MNTOTHER", KeyType::MkMnt, Scheme::Sm4, &[&[0x5a; 16]])
+        .unwrap();
+    hsm_sim::server::BackgroundServer::start(std::sync::Arc::new(hsm), "127.0.0.1:0", 1).unwrap()
+}
+
+#[test]
+fn update_record_writes_the_name_with_the_hsms_key_and_only_with_it() {
+    let (lease, _slot) = slot_with("zhangsan");
+    let profile = firmware_tests::Profile::embedded("zhangsan").unwrap();
+    let server = maintenance_hsm(profile.maintenance_master.as_deref().unwrap());
+    let addr = server.addr().to_string();
+    let r = lease.reader.as_str();
+    let read_name = || {
+        let o = cardctl(&["read", "--reader", r, "--reveal", "--json"], None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["holder"]["name"].as_str().unwrap().to_string()
+    };
+    assert_eq!(read_name(), "张三");
+
+    // The wrong master: the card refuses the cryptogram, nothing is written.
+    let o = cardctl(
+        &[
+            "update-record",
+            "--reader",
+            r,
+            "--hsm",
+            &addr,
+            "--key",
+            "MNTOTHER",
+            "--tag",
+            "09",
+            "--gbk",
+            "张叁",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("not changed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("EXTERNAL AUTHENTICATE"),
+        "{}",
+        stderr(&o)
+    );
+    // A key the HSM does not have: the HSM says so.
+    let o = cardctl(
+        &[
+            "update-record",
+            "--reader",
+            r,
+            "--hsm",
+            &addr,
+            "--key",
+            "NOSUCHKY",
+            "--tag",
+            "09",
+            "--gbk",
+            "张叁",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("maintenance key holder failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_name(), "张三");
+
+    // The right one: written, read back, and the name (padded to its 30 bytes) reads 张叁.
+    let o = cardctl(
+        &[
+            "update-record",
+            "--reader",
+            r,
+            "--hsm",
+            &addr,
+            "--tag",
+            "09",
+            "--gbk",
+            "张叁",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "EF06 record 09 written (30 bytes) and read back\n"
+    );
+    assert!(!stdout(&o).contains("张"), "no personal data printed");
+    assert_eq!(read_name(), "张叁");
+
+    // No HSM listening: a clear error before the card is touched.
+    drop(server);
+    let o = cardctl(
+        &[
+            "update-record",
+            "--reader",
+            r,
+            "--hsm",
+            &addr,
+            "--tag",
+            "09",
+            "--gbk",
+            "张三",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("connecting to hsm-sim"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_name(), "张叁");
+}

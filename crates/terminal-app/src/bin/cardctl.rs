@@ -165,6 +165,34 @@ enum Cmd {
         #[arg(long)]
         trust: PathBuf,
     },
+    /// Write a cardholder record (EF06) at the issuer's counter: EXTERNAL AUTHENTICATE with
+    /// the cryptogram from hsm-sim (`KE`; the maintenance master never leaves it), UPDATE
+    /// RECORD, and the record read back. Exit 3 if the card was lost mid-write (it holds the
+    /// old or the new value: run the command again, or `read --reveal`).
+    UpdateRecord {
+        /// hsm-sim's address, HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        hsm: String,
+        /// hsm-sim's message header length.
+        #[arg(long, default_value_t = hsm_sim::hsm::DEFAULT_HEADER_LEN)]
+        hsm_header: usize,
+        /// Label of the maintenance master key (type 409) in the HSM.
+        #[arg(long, default_value = firmware_tests::personalize::MAINTENANCE_LABEL)]
+        key: String,
+        /// The record's tag in hex: 09 name, 4E name extension, 0B nation, ...
+        #[arg(long, value_parser = cardctl::parse_tag)]
+        tag: u8,
+        /// The new value as Chinese text, stored in GBK and padded with 00 to the record's
+        /// current length.
+        #[arg(long, group = "value", required = true)]
+        gbk: Option<String>,
+        /// The new value as ASCII text, padded with 00 to the record's current length.
+        #[arg(long, group = "value")]
+        text: Option<String>,
+        /// The new value in hex, exactly.
+        #[arg(long, group = "value")]
+        hex: Option<String>,
+    },
     /// Send APDUs (hex, one per argument) and print the answers.
     Apdu {
         /// Do not fetch 61xx data or re-send on 6Cxx.
@@ -287,6 +315,33 @@ fn main() -> ExitCode {
                 reveal,
             },
         ),
+        Cmd::UpdateRecord {
+            hsm,
+            hsm_header,
+            key,
+            tag,
+            gbk,
+            text,
+            hex,
+        } => {
+            let value = match (gbk, text, hex) {
+                (Some(g), _, _) => cardctl::NewValue::Gbk(g),
+                (_, Some(t), _) => cardctl::NewValue::Text(t),
+                (_, _, Some(h)) => cardctl::NewValue::Hex(h),
+                _ => cardctl::NewValue::Hex(String::new()),
+            };
+            cardctl::update_record(
+                &mut out,
+                &common,
+                &cardctl::HsmAddress {
+                    addr: hsm,
+                    header_len: hsm_header,
+                    key,
+                },
+                tag,
+                &value,
+            )
+        }
         Cmd::Apdu {
             raw,
             console: true,
