@@ -20,6 +20,7 @@ fn hsm() -> &'static Arc<Hsm> {
         hsm.form_key_from_components("IMKAC001", KeyType::MkAc, Scheme::Tdes, &[&imk]).expect("IMK");
         hsm.form_key_from_components("ZMK00001", KeyType::Zmk, Scheme::Sm4, &[&imk]).expect("ZMK");
         hsm.form_key_from_components("ZAK00001", KeyType::Zak, Scheme::Sm4, &[&imk]).expect("ZAK");
+        hsm.form_key_from_components("MNTMK001", KeyType::MkMnt, Scheme::Sm4, &[&imk]).expect("MNT");
         let mut c = HsmClient::new(InProcess::new(Arc::clone(&hsm)));
         c.generate_key(KeyType::Sm2Ca, Scheme::Sm2, "CAROOT01").expect("CA");
         hsm
@@ -29,7 +30,7 @@ fn hsm() -> &'static Arc<Hsm> {
 fuzz_target!(|data: &[u8]| {
     // Commands that write the key store or the audit log are not fuzzed (the log would grow
     // without bound); the frame and field parsers of every other command are.
-    if matches!(data.get(4..6), Some(b"A0" | b"A6" | b"A8" | b"KD" | b"K3")) {
+    if matches!(data.get(4..6), Some(b"A0" | b"A6" | b"A8" | b"KD" | b"KF" | b"K3")) {
         return;
     }
     let response = hsm().execute(data);
