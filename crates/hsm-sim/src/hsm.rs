@@ -471,17 +471,32 @@ impl Hsm {
         let zmk_label = f.label()?;
         let (pan, psn) = Self::pan_psn(f)?;
         f.end()?;
-        let result = (|| {
+        self.export_derived("KD derive card key", &mk_label, &zmk_label, out, || {
             let mk = self.key_of(&mk_label, &[KeyType::MkAc, KeyType::MkSmi, KeyType::MkSmc])?;
-            let zmk = self.key_of(&zmk_label, &[KeyType::Zmk])?;
-            let card = kdf::derive_card_key(mk.card_key()?, &pan, Some(&psn))
-                .map_err(|_| ErrorCode::InvalidInput)?;
+            kdf::derive_card_key(mk.card_key()?, &pan, Some(&psn))
+                .map_err(|_| ErrorCode::InvalidInput)
+        })
+    }
+
+    /// The end of `KD` and `KF`: the card key `derive` makes, under the ZMK `zmk_label`, and its
+    /// check value; audited as `what` on `mk_label`.
+    fn export_derived(
+        &self,
+        what: &str,
+        mk_label: &str,
+        zmk_label: &str,
+        out: &mut Vec<u8>,
+        derive: impl FnOnce() -> Result<CardKey, ErrorCode>,
+    ) -> Result<(), ErrorCode> {
+        let result = (|| {
+            let card = derive()?;
+            let zmk = self.key_of(zmk_label, &[KeyType::Zmk])?;
             let ct = zmk.block()?.encrypt_ecb(card.expose_bytes())?;
             Ok((ct, card.kcv()))
         })();
         self.audit(
-            "KD derive card key",
-            &mk_label,
+            what,
+            mk_label,
             result.as_ref().err().copied().unwrap_or(ErrorCode::Ok),
         );
         let (ct, kcv) = result?;
@@ -543,22 +558,16 @@ impl Hsm {
         let zmk_label = f.label()?;
         let card_id: [u8; 16] = f.hex_array()?;
         f.end()?;
-        let result = (|| {
-            let mk = self.maintenance_master(&mk_label)?;
-            let zmk = self.key_of(&zmk_label, &[KeyType::Zmk])?;
-            let card = Self::card_maintenance_key(&mk, &card_id)?;
-            let ct = zmk.block()?.encrypt_ecb(card.expose_bytes())?;
-            Ok((ct, card.kcv()))
-        })();
-        self.audit(
+        self.export_derived(
             "KF derive maintenance key",
             &mk_label,
-            result.as_ref().err().copied().unwrap_or(ErrorCode::Ok),
-        );
-        let (ct, kcv) = result?;
-        push_hex(out, &ct);
-        push_hex(out, &kcv);
-        Ok(())
+            &zmk_label,
+            out,
+            || {
+                let mk = self.maintenance_master(&mk_label)?;
+                Self::card_maintenance_key(&mk, &card_id).map(CardKey::Sm4)
+            },
+        )
     }
 
     /// `KQ`: verify an ARQC and/or generate an ARPC (payShield's KQ, with PBOC session keys).

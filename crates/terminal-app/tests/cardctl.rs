@@ -652,101 +652,43 @@ fn update_record_writes_the_name_with_the_hsms_key_and_only_with_it() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         v["holder"]["name"].as_str().unwrap().to_string()
     };
+    let update = |key: &str, name: &str| {
+        let args = ["--reader", r, "--hsm", &addr, "--key", key, "--tag", "09"];
+        let mut all = vec!["update-record"];
+        all.extend(args);
+        all.extend(["--gbk", name]);
+        cardctl(&all, None)
+    };
     assert_eq!(read_name(), "张三");
 
     // The wrong master: the card refuses the cryptogram, nothing is written.
-    let o = cardctl(
-        &[
-            "update-record",
-            "--reader",
-            r,
-            "--hsm",
-            &addr,
-            "--key",
-            "MNTOTHER",
-            "--tag",
-            "09",
-            "--gbk",
-            "张叁",
-        ],
-        None,
-    );
+    let o = update("MNTOTHER", "张叁");
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stderr(&o).contains("not changed"), "{}", stderr(&o));
+    let err = stderr(&o);
     assert!(
-        stderr(&o).contains("EXTERNAL AUTHENTICATE"),
-        "{}",
-        stderr(&o)
+        err.contains("not changed") && err.contains("EXTERNAL AUTHENTICATE"),
+        "{err}"
     );
     // A key the HSM does not have: the HSM says so.
-    let o = cardctl(
-        &[
-            "update-record",
-            "--reader",
-            r,
-            "--hsm",
-            &addr,
-            "--key",
-            "NOSUCHKY",
-            "--tag",
-            "09",
-            "--gbk",
-            "张叁",
-        ],
-        None,
-    );
+    let o = update("NOSUCHKY", "张叁");
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("maintenance key holder failed"),
-        "{}",
-        stderr(&o)
-    );
+    let err = stderr(&o);
+    assert!(err.contains("maintenance key holder failed"), "{err}");
     assert_eq!(read_name(), "张三");
 
-    // The right one: written, read back, and the name (padded to its 30 bytes) reads 张叁.
-    let o = cardctl(
-        &[
-            "update-record",
-            "--reader",
-            r,
-            "--hsm",
-            &addr,
-            "--tag",
-            "09",
-            "--gbk",
-            "张叁",
-        ],
-        None,
-    );
+    // The right one (the default label): written, read back, and the name (padded to its 30
+    // bytes) reads 张叁.
+    let o = update("MNTMK001", "张叁");
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        "EF06 record 09 written (30 bytes) and read back\n"
-    );
-    assert!(!stdout(&o).contains("张"), "no personal data printed");
+    let text = stdout(&o);
+    assert_eq!(text, "EF06 record 09 written (30 bytes) and read back\n");
     assert_eq!(read_name(), "张叁");
 
     // No HSM listening: a clear error before the card is touched.
     drop(server);
-    let o = cardctl(
-        &[
-            "update-record",
-            "--reader",
-            r,
-            "--hsm",
-            &addr,
-            "--tag",
-            "09",
-            "--gbk",
-            "张三",
-        ],
-        None,
-    );
+    let o = update("MNTMK001", "张三");
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("connecting to hsm-sim"),
-        "{}",
-        stderr(&o)
-    );
+    let err = stderr(&o);
+    assert!(err.contains("connecting to hsm-sim"), "{err}");
     assert_eq!(read_name(), "张叁");
 }
