@@ -223,6 +223,10 @@ impl SoftCard {
         if cmd.cla & 0x80 == 0 && cmd.cla & 0x03 != 0 {
             return Err(Sw::LogicalChannelNotSupported);
         }
+        // CLA b5 (ISO/IEC 7816-4 §5.4.1): a command chain, which this card does not take.
+        if cmd.cla & 0x80 == 0 && cmd.cla & 0x10 != 0 {
+            return Err(Sw::ChainingNotSupported);
+        }
         if let Some(outcome) = self.pboc_dispatch(cmd) {
             return outcome;
         }

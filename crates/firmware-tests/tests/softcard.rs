@@ -40,6 +40,8 @@ fn status_words_for_wrong_requests() {
     assert_eq!(send(&mut c, "80 A4 0400 00").1, 0x6E00);
     assert_eq!(send(&mut c, "FF A4 0400 00").1, 0x6E00);
     assert_eq!(send(&mut c, "01 A4 0400 00").1, 0x6881);
+    // A command chain (CLA b5): not taken, said so.
+    assert_eq!(send(&mut c, "10 A4 0400 00").1, 0x6884);
     // Malformed lengths.
     assert_eq!(send(&mut c, "00 A4 04 00 05 7378").1, 0x6700);
     assert_eq!(send(&mut c, "00 A4").1, 0x6700);
