@@ -17,7 +17,10 @@ use card_core::secret::Pin;
 use egui::{Color32, RichText, Ui, Vec2};
 use zeroize::Zeroizing;
 
-use crate::kiosk::screens::{Key, centered, clear_targets, clicked, keypad, masked, style};
+use crate::kiosk::screens::{
+    Key, centered, clear_targets, clicked, connection_labels, keypad, language_button, masked,
+    style,
+};
 use crate::kiosk::{DemoPanel, Lang, failure_text, fonts, yuan};
 use crate::payment::{COUNTER_SALE, MAX_PAYMENT_FEN, PaymentOrder, PaymentReceipt};
 use crate::session::{
@@ -396,36 +399,9 @@ fn top_bar(app: &mut CounterApp, ui: &mut Ui) {
                     .size(TITLE),
             );
             ui.separator();
-            let net = if app.state.online {
-                lang.t("联网", "Online")
-            } else {
-                lang.t("离线", "Offline")
-            };
-            ui.label(RichText::new(net).size(TEXT));
-            ui.label(
-                RichText::new(match lang {
-                    Lang::Zh => format!("待上传 {} 笔", app.state.pending_sync),
-                    Lang::En => format!("{} waiting to sync", app.state.pending_sync),
-                })
-                .size(TEXT),
-            );
-            let reader = match &app.state.reader {
-                ReaderStatus::Missing => lang.t("读卡器未连接", "No reader"),
-                ReaderStatus::Ready(_) => lang.t("读卡器就绪", "Reader ready"),
-                ReaderStatus::CardIn => lang.t("已插卡", "Card in"),
-            };
-            ui.label(RichText::new(reader).size(TEXT));
-            let other = match lang {
-                Lang::Zh => "English",
-                Lang::En => "中文",
-            };
-            let r = ui.button(RichText::new(other).size(TEXT));
-            if clicked(ui, other, &r) {
-                app.state.lang = match lang {
-                    Lang::Zh => Lang::En,
-                    Lang::En => Lang::Zh,
-                };
-            }
+            let s = &app.state;
+            connection_labels(ui, lang, s.online, s.pending_sync, &s.reader, TEXT, false);
+            language_button(ui, &mut app.state.lang, Some(TEXT));
         });
     });
 }

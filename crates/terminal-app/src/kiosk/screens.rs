@@ -118,27 +118,8 @@ fn status_bar(app: &mut KioskApp, ui: &mut Ui) {
     let lang = app.state.lang;
     egui::Panel::bottom("status").show(ui, |ui| {
         ui.horizontal(|ui| {
-            let net = if app.state.online {
-                lang.t("联网", "Online")
-            } else {
-                lang.t("离线", "Offline")
-            };
-            ui.label(RichText::new(net).size(22.0));
-            ui.separator();
-            ui.label(
-                RichText::new(match lang {
-                    Lang::Zh => format!("待上传 {} 笔", app.state.pending_sync),
-                    Lang::En => format!("{} waiting to sync", app.state.pending_sync),
-                })
-                .size(22.0),
-            );
-            ui.separator();
-            let reader = match &app.state.reader {
-                ReaderStatus::Missing => lang.t("读卡器未连接", "No reader"),
-                ReaderStatus::Ready(_) => lang.t("读卡器就绪", "Reader ready"),
-                ReaderStatus::CardIn => lang.t("已插卡", "Card in"),
-            };
-            ui.label(RichText::new(reader).size(22.0));
+            let s = &app.state;
+            connection_labels(ui, lang, s.online, s.pending_sync, &s.reader, 22.0, true);
             ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
                 if app.technician.is_some() && app.state.screen == Screen::Attract {
                     let text = lang.t("维护", "Service");
@@ -149,20 +130,67 @@ fn status_bar(app: &mut KioskApp, ui: &mut Ui) {
                         app.state.screen = Screen::ServicePin;
                     }
                 }
-                let other = match lang {
-                    Lang::Zh => "English",
-                    Lang::En => "中文",
-                };
-                let r = ui.button(other);
-                if clicked(ui, other, &r) {
-                    app.state.lang = match lang {
-                        Lang::Zh => Lang::En,
-                        Lang::En => Lang::Zh,
-                    };
-                }
+                language_button(ui, &mut app.state.lang, None);
             });
         });
     });
+}
+
+/// Online or offline, entries waiting to sync, the reader's state: the status the kiosk and
+/// the counter both show, in text of `size`, with separators between them if asked.
+pub(crate) fn connection_labels(
+    ui: &mut Ui,
+    lang: Lang,
+    online: bool,
+    pending_sync: u64,
+    reader: &ReaderStatus,
+    size: f32,
+    separators: bool,
+) {
+    let net = if online {
+        lang.t("联网", "Online")
+    } else {
+        lang.t("离线", "Offline")
+    };
+    ui.label(RichText::new(net).size(size));
+    if separators {
+        ui.separator();
+    }
+    ui.label(
+        RichText::new(match lang {
+            Lang::Zh => format!("待上传 {pending_sync} 笔"),
+            Lang::En => format!("{pending_sync} waiting to sync"),
+        })
+        .size(size),
+    );
+    if separators {
+        ui.separator();
+    }
+    let reader = match reader {
+        ReaderStatus::Missing => lang.t("读卡器未连接", "No reader"),
+        ReaderStatus::Ready(_) => lang.t("读卡器就绪", "Reader ready"),
+        ReaderStatus::CardIn => lang.t("已插卡", "Card in"),
+    };
+    ui.label(RichText::new(reader).size(size));
+}
+
+/// The button that switches between Chinese and English, labelled in the other language;
+/// text of `size`, or the default.
+pub(crate) fn language_button(ui: &mut Ui, lang: &mut Lang, size: Option<f32>) {
+    let other = match lang {
+        Lang::Zh => "English",
+        Lang::En => "中文",
+    };
+    let r = match size {
+        Some(size) => ui.button(RichText::new(other).size(size)),
+        None => ui.button(other),
+    };
+    if clicked(ui, other, &r) {
+        *lang = match lang {
+            Lang::Zh => Lang::En,
+            Lang::En => Lang::Zh,
+        };
+    }
 }
 
 fn demo_panel(app: &mut KioskApp, ui: &mut Ui) {
