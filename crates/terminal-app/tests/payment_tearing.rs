@@ -91,6 +91,97 @@ enum Pull {
     AnswerLost(usize),
 }
 
+/// One way of cutting a flow short: a commit of the card torn, or the card pulled.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// Commit `k` (1-based) of the flow torn: the card loses power before it is written.
+    Commit(u64),
+    /// The card pulled.
+    Pulled(Pull),
+}
+
+impl Cut {
+    /// Every cut of a flow that makes `commits` commits and sends `apdus` APDUs: each commit
+    /// torn, the card pulled after 0..=`apdus` exchanges, each APDU's answer lost.
+    fn all(commits: u64, apdus: usize) -> Vec<Self> {
+        (1..=commits)
+            .map(Self::Commit)
+            .chain((0..=apdus).map(|k| Self::Pulled(Pull::After(k))))
+            .chain((1..=apdus).map(|k| Self::Pulled(Pull::AnswerLost(k))))
+            .collect()
+    }
+
+    /// The family the outcome is counted under.
+    fn family(self) -> &'static str {
+        match self {
+            Self::Commit(_) => "commit torn",
+            Self::Pulled(Pull::After(_)) => "pulled after APDU k",
+            Self::Pulled(Pull::AnswerLost(_)) => "answer of APDU k lost",
+        }
+    }
+
+    /// This cut in words, prefixed with what was cut.
+    fn describe(self, flow: &str) -> String {
+        match self {
+            Self::Commit(k) => format!("{flow}commit {k} torn"),
+            Self::Pulled(Pull::After(k)) => format!("{flow}pulled after APDU {k}"),
+            Self::Pulled(Pull::AnswerLost(k)) => format!("{flow}answer of APDU {k} lost"),
+        }
+    }
+
+    fn tear(self) -> Option<u64> {
+        match self {
+            Self::Commit(k) => Some(k),
+            Self::Pulled(_) => None,
+        }
+    }
+
+    fn pull(self) -> Option<Pull> {
+        match self {
+            Self::Commit(_) => None,
+            Self::Pulled(p) => Some(p),
+        }
+    }
+}
+
+/// Outcomes counted by the family of the cut that led to them.
+struct Tally<C> {
+    classes: BTreeMap<(&'static str, C), u32>,
+}
+
+impl<C: Ord + Copy + std::fmt::Debug> Tally<C> {
+    fn new() -> Self {
+        Self {
+            classes: BTreeMap::new(),
+        }
+    }
+
+    fn note(&mut self, family: &'static str, c: C) -> C {
+        *self.classes.entry((family, c)).or_default() += 1;
+        c
+    }
+
+    /// Cases that ended as `c`, whatever the cut.
+    fn count(&self, c: C) -> u32 {
+        self.classes
+            .iter()
+            .filter(|((_, k), _)| *k == c)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// All cases counted.
+    fn points(&self) -> u32 {
+        self.classes.values().sum()
+    }
+
+    fn print(&self) {
+        for ((family, class), n) in &self.classes {
+            eprintln!("  {family:<24} {class:?}: {n}");
+        }
+    }
+}
+
 /// A contact reader holding the card; pulled, it fails every later command as a removed card.
 struct Reader<'c> {
     card: &'c mut SoftCard,
@@ -643,8 +734,7 @@ fn payment_torn_at_every_commit_and_pulled_at_every_apdu_card_ledger_and_server_
     assert!(commits >= 3, "GPO, VERIFY, GENERATE AC commit: {commits}");
     assert!(apdus >= 8, "{apdus} APDUs");
 
-    let mut classes: BTreeMap<(&str, Class), u32> = BTreeMap::new();
-    let mut points: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut tally = Tally::new();
     // Payments left in doubt, and the recoveries of theirs cut short by a pull.
     let mut recovery = (0u32, 0u32, 0u32);
     let mut run = |w: &mut World, family: &'static str, what: String, tear, pull| {
@@ -653,14 +743,12 @@ fn payment_torn_at_every_commit_and_pulled_at_every_apdu_card_ledger_and_server_
         if tear.is_none() && pull.is_none() {
             assert_eq!((c.commits, c.apdus), (commits, apdus), "{what}");
         }
-        *classes.entry((family, c.class)).or_default() += 1;
-        *points.entry(family).or_default() += 1;
         if c.recovery_pulls > 0 {
             recovery.0 += 1;
             recovery.1 += c.recovery_pulls;
             recovery.2 += c.unclear_by_pull;
         }
-        c.class
+        tally.note(family, c.class)
     };
     // The debit is the GENERATE AC: before it reaches the card nothing is debited; once it
     // has, the debit happened, whatever the terminal saw of the answer.
@@ -674,50 +762,31 @@ fn payment_torn_at_every_commit_and_pulled_at_every_apdu_card_ledger_and_server_
     assert_eq!(gen_ac.len(), 1, "one GENERATE AC in an offline purchase");
     let g = gen_ac[0];
     let done = |c: Class| matches!(c, Class::DoneApproved | Class::DoneRecovered);
-    for k in 1..=commits {
+    for cut in Cut::all(commits, apdus) {
         let c = run(
             &mut w,
-            "commit torn",
-            format!("commit {k} torn"),
-            Some(k),
-            None,
+            cut.family(),
+            cut.describe(""),
+            cut.tear(),
+            cut.pull(),
         );
-        if k == commits {
+        match cut {
             // The debit's own commit (balance, log): the card answers 6581, the terminal
             // holds the intent in doubt, the next insert voids it.
-            assert_eq!(c, Class::NotDoneVoided, "commit {k}");
-        } else {
+            Cut::Commit(k) if k == commits => assert_eq!(c, Class::NotDoneVoided, "commit {k}"),
             // GPO (ATC) and VERIFY (PIN counter down, back up): before the intent.
-            assert_eq!(c, Class::NotDoneNoEntry, "commit {k}");
-        }
-    }
-    for k in 0..=apdus {
-        let c = run(
-            &mut w,
-            "pulled after APDU k",
-            format!("pulled after APDU {k}"),
-            None,
-            Some(Pull::After(k)),
-        );
-        match k + 1 {
-            // The intent is written just before the GENERATE AC; the card never got it.
-            n if n == g => assert_eq!(c, Class::NotDoneVoided, "after {k}"),
-            n if n < g => assert_eq!(c, Class::NotDoneNoEntry, "after {k}"),
-            _ => assert!(done(c), "after {k}: {c:?}"),
-        }
-    }
-    for k in 1..=apdus {
-        let c = run(
-            &mut w,
-            "answer of APDU k lost",
-            format!("answer of APDU {k} lost"),
-            None,
-            Some(Pull::AnswerLost(k)),
-        );
-        match k {
-            n if n == g => assert_eq!(c, Class::DoneRecovered, "answer {k} lost"),
-            n if n < g => assert_eq!(c, Class::NotDoneNoEntry, "answer {k} lost"),
-            _ => assert!(done(c), "answer {k} lost: {c:?}"),
+            Cut::Commit(k) => assert_eq!(c, Class::NotDoneNoEntry, "commit {k}"),
+            Cut::Pulled(Pull::After(k)) => match k + 1 {
+                // The intent is written just before the GENERATE AC; the card never got it.
+                n if n == g => assert_eq!(c, Class::NotDoneVoided, "after {k}"),
+                n if n < g => assert_eq!(c, Class::NotDoneNoEntry, "after {k}"),
+                _ => assert!(done(c), "after {k}: {c:?}"),
+            },
+            Cut::Pulled(Pull::AnswerLost(k)) => match k {
+                n if n == g => assert_eq!(c, Class::DoneRecovered, "answer {k} lost"),
+                n if n < g => assert_eq!(c, Class::NotDoneNoEntry, "answer {k} lost"),
+                _ => assert!(done(c), "answer {k} lost: {c:?}"),
+            },
         }
     }
     // And a clean payment still goes through at the end.
@@ -760,7 +829,7 @@ fn payment_torn_at_every_commit_and_pulled_at_every_apdu_card_ledger_and_server_
     assert_eq!(atcs.len(), n, "an ATC booked twice");
     assert!(ledger.integrity_ok().unwrap());
 
-    let total_points: u32 = points.values().sum();
+    let total_points = tally.points();
     eprintln!(
         "payment APDUs: {} (GENERATE AC is APDU {g})",
         clean
@@ -770,13 +839,7 @@ fn payment_torn_at_every_commit_and_pulled_at_every_apdu_card_ledger_and_server_
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let count = |c: Class| -> u32 {
-        classes
-            .iter()
-            .filter(|((_, k), _)| *k == c)
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let count = |c: Class| tally.count(c);
     eprintln!(
         "payment tearing: {commits} commits and {apdus} APDUs in a payment; {total_points} \
          points ({} commits torn, {} boundaries, {} answers lost, 1 clean again), plus the \
@@ -785,9 +848,7 @@ fn payment_torn_at_every_commit_and_pulled_at_every_apdu_card_ledger_and_server_
         apdus + 1,
         apdus
     );
-    for ((family, class), n) in &classes {
-        eprintln!("  {family:<24} {class:?}: {n}");
-    }
+    tally.print();
     eprintln!(
         "  {} payments left in doubt; their recoveries pulled at {} points (every APDU \
          boundary and lost answer of the recovery) before one ran to its end; {} of those \
@@ -1081,65 +1142,34 @@ fn ec_load_torn_at_every_commit_and_pulled_at_every_apdu_the_card_stays_consiste
         .collect();
     assert_eq!(put_data.len(), 1, "one PUT DATA script");
     let p = put_data[0];
-    let mut classes: BTreeMap<(&str, LoadClass), u32> = BTreeMap::new();
-    let mut points = 0u32;
-    let mut note = |family: &'static str, c: LoadClass| {
-        *classes.entry((family, c)).or_default() += 1;
-        points += 1;
-        c
+    let mut tally = Tally::new();
+    let loaded = |c: LoadClass| {
+        matches!(
+            c,
+            LoadClass::LoadedSeen | LoadClass::LoadedProvenAtNextInsert
+        )
     };
-    for k in 1..=commits {
-        let c = note(
-            "commit torn",
-            load_case(&format!("load commit {k} torn"), Some(k), None).class,
-        );
-        assert!(
-            matches!(
-                c,
-                LoadClass::NotLoadedAfterIssuer | LoadClass::NotLoadedBeforeIssuer
+    for cut in Cut::all(commits, apdus) {
+        let run = load_case(&cut.describe("load "), cut.tear(), cut.pull());
+        let c = tally.note(cut.family(), run.class);
+        match cut {
+            Cut::Commit(k) => assert!(
+                matches!(
+                    c,
+                    LoadClass::NotLoadedAfterIssuer | LoadClass::NotLoadedBeforeIssuer
+                ),
+                "commit {k}: the load is the last commit: {c:?}"
             ),
-            "commit {k}: the load is the last commit: {c:?}"
-        );
+            // Loaded exactly when the PUT DATA reached the card.
+            Cut::Pulled(Pull::After(k)) => {
+                assert_eq!(loaded(c), k >= p, "pulled after {k}: {c:?}");
+            }
+            Cut::Pulled(Pull::AnswerLost(k)) => {
+                assert_eq!(loaded(c), k >= p, "answer {k} lost: {c:?}");
+            }
+        }
     }
-    for k in 0..=apdus {
-        let c = note(
-            "pulled after APDU k",
-            load_case(
-                &format!("load pulled after APDU {k}"),
-                None,
-                Some(Pull::After(k)),
-            )
-            .class,
-        );
-        // Loaded exactly when the PUT DATA reached the card.
-        assert_eq!(
-            matches!(
-                c,
-                LoadClass::LoadedSeen | LoadClass::LoadedProvenAtNextInsert
-            ),
-            k >= p,
-            "pulled after {k}: {c:?}"
-        );
-    }
-    for k in 1..=apdus {
-        let c = note(
-            "answer of APDU k lost",
-            load_case(
-                &format!("load answer {k} lost"),
-                None,
-                Some(Pull::AnswerLost(k)),
-            )
-            .class,
-        );
-        assert_eq!(
-            matches!(
-                c,
-                LoadClass::LoadedSeen | LoadClass::LoadedProvenAtNextInsert
-            ),
-            k >= p,
-            "answer {k} lost: {c:?}"
-        );
-    }
+    let points = tally.points();
     eprintln!(
         "load APDUs: {} (PUT DATA is APDU {p})",
         clean
@@ -1158,16 +1188,8 @@ fn ec_load_torn_at_every_commit_and_pulled_at_every_apdu_the_card_stays_consiste
          ({commits} commits torn, {} boundaries, {apdus} answers lost)",
         apdus + 1
     );
-    for ((family, class), n) in &classes {
-        eprintln!("  {family:<24} {class:?}: {n}");
-    }
-    let count = |c: LoadClass| -> u32 {
-        classes
-            .iter()
-            .filter(|((_, k), _)| *k == c)
-            .map(|(_, n)| n)
-            .sum()
-    };
+    tally.print();
+    let count = |c: LoadClass| tally.count(c);
     assert_eq!(
         points,
         u32::try_from(commits).unwrap() + 2 * u32::try_from(apdus).unwrap() + 1
