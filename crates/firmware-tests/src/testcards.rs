@@ -38,22 +38,28 @@ pub enum Defect {
     /// The transaction log contradicts itself and the card: two records share an ATC and the
     /// newest record's ATC is above the card's ATC (`pboc.log`).
     InconsistentLog,
+    /// The payment application signs with another SM2 key than the one its ICC certificate
+    /// carries, as a card with a copied certificate would: the certificate verifies, the
+    /// signature over a fresh challenge does not (`pboc.dda`).
+    WrongIccKey,
 }
 
 impl Defect {
     /// Every defect.
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
         Self::BadCertificate,
         Self::PinBlocked,
         Self::InconsistentLog,
+        Self::WrongIccKey,
     ];
 
-    /// Its name on command lines: `bad-cert`, `pin-blocked`, `bad-log`.
+    /// Its name on command lines: `bad-cert`, `pin-blocked`, `bad-log`, `bad-icc-key`.
     pub const fn name(self) -> &'static str {
         match self {
             Self::BadCertificate => "bad-cert",
             Self::PinBlocked => "pin-blocked",
             Self::InconsistentLog => "bad-log",
+            Self::WrongIccKey => "bad-icc-key",
         }
     }
 
@@ -63,6 +69,7 @@ impl Defect {
             Self::BadCertificate => "pki.certificates",
             Self::PinBlocked => "ssse.pin_tries",
             Self::InconsistentLog => "pboc.log",
+            Self::WrongIccKey => "pboc.dda",
         }
     }
 }
@@ -74,7 +81,10 @@ impl std::str::FromStr for Defect {
         Self::ALL
             .into_iter()
             .find(|d| d.name() == s)
-            .ok_or_else(|| format!("{s:?} is not one of bad-cert, pin-blocked, bad-log"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+                format!("{s:?} is not one of {}", names.join(", "))
+            })
     }
 }
 
@@ -211,6 +221,18 @@ pub fn broken(name: &str, defect: Defect) -> Result<IssuedCard, TestCardError> {
         Defect::InconsistentLog => {
             // Newest first: 0004 (above the card's 0003), then 0002 twice.
             write_history(&mut card.image, &[2, 2, 4], 3)?;
+        }
+        Defect::WrongIccKey => {
+            let state = card
+                .image
+                .pboc
+                .as_mut()
+                .ok_or(TestCardError::Missing("payment application"))?;
+            let other = card_core::crypto::sm2::Sm2PrivateKey::generate_os()
+                .map_err(|_| TestCardError::Missing("random numbers for a key"))?;
+            state.keys.icc = Some(crate::pboc::state::IccPrivateKey::Sm2 {
+                d: other.expose_bytes().to_vec(),
+            });
         }
     }
     Ok(card)

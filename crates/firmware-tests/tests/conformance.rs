@@ -29,7 +29,7 @@ use firmware_tests::conformance::{self, Options, Report, Verdict};
 use firmware_tests::testcards::{self, Defect, IssuedCard};
 
 /// Every check, in the order the suite runs them.
-const IDS: [&str; 23] = [
+const IDS: [&str; 24] = [
     "ssse.select",
     "iso.wrong_cla",
     "iso.unknown_ins",
@@ -53,6 +53,7 @@ const IDS: [&str; 23] = [
     "pboc.dates",
     "pboc.issuer_certificate",
     "pboc.icc_certificate",
+    "pboc.dda",
 ];
 
 fn today() -> Date {
@@ -130,6 +131,14 @@ fn an_issued_card_passes_every_check() {
             "3 records, ATC 0003 down to 0001, newest first, none above the card's ATC 0003; \
              dates and amounts valid"
         );
+        let algorithm = if name == "wangwu-rsa" { "RSA" } else { "SM2" };
+        assert_eq!(
+            result(&report, "pboc.dda").1,
+            format!(
+                "INTERNAL AUTHENTICATE over a fresh unpredictable number verifies with the ICC \
+                 key ({algorithm})"
+            )
+        );
     }
 }
 
@@ -166,6 +175,16 @@ fn each_broken_card_fails_exactly_the_check_its_defect_breaks() {
                 "records 2 and 3 have the same ATC 0002; the newest record's ATC 0004 is above \
                  the card's ATC 0003"
             ),
+            Defect::WrongIccKey => {
+                assert!(
+                    reason.starts_with(
+                        "the signature over the challenge does not verify with the ICC key (SM2)"
+                    ),
+                    "{reason}"
+                );
+                // The certificate itself is genuine.
+                assert_eq!(result(&report, "pboc.icc_certificate").0, Verdict::Pass);
+            }
             _ => unreachable!(),
         }
         assert!(!report.passed());
@@ -337,6 +356,7 @@ fn gpo_counts_one_transaction_and_without_it_the_card_is_left_as_it_was() {
     let (verdict, reason) = result(&report, "pboc.icc_certificate");
     assert_eq!(verdict, Verdict::Skipped);
     assert!(reason.contains("needs GET PROCESSING OPTIONS"), "{reason}");
+    assert_eq!(result(&report, "pboc.dda").0, Verdict::Skipped);
     assert!(
         result(&report, "pboc.records")
             .1
@@ -353,6 +373,7 @@ fn gpo_counts_one_transaction_and_without_it_the_card_is_left_as_it_was() {
         "pki.challenge",
         "pboc.issuer_certificate",
         "pboc.icc_certificate",
+        "pboc.dda",
     ] {
         let (verdict, reason) = result(&report, id);
         assert_eq!(verdict, Verdict::Skipped, "{id}");
@@ -580,7 +601,7 @@ fn the_report_serialises_with_stable_ids_and_lowercase_verdicts() {
         "{text}"
     );
     assert!(
-        text.ends_with("22 passed, 0 warnings, 1 failed, 0 skipped"),
+        text.ends_with("23 passed, 0 warnings, 1 failed, 0 skipped"),
         "{text}"
     );
     // No personal data in clear anywhere.

@@ -259,7 +259,8 @@ fn issued_and_broken_cards_come_with_their_trust_store() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("is not one of bad-cert, pin-blocked, bad-log"),
+        String::from_utf8_lossy(&o.stderr)
+            .contains("is not one of bad-cert, pin-blocked, bad-log, bad-icc-key"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

@@ -72,7 +72,7 @@ fn an_issued_card_passes_every_check_through_pcscd_with_t0_and_t1() {
                 report.summary.fail,
                 report.checks.len()
             ),
-            (23, 0, 23),
+            (24, 0, 24),
             "{want:?}:\n{report}"
         );
         assert!(

@@ -483,7 +483,7 @@ fn check_passes_an_issued_card_one_line_per_check() {
     assert!(lines[0].starts_with("reader: SSCard Virtual"), "{text}");
     assert_eq!(lines[1], "date:   2026-03-15");
     let checks = &lines[2..lines.len() - 1];
-    assert_eq!(checks.len(), 23, "{text}");
+    assert_eq!(checks.len(), 24, "{text}");
     for line in checks {
         assert!(line.starts_with("PASS  "), "{line}");
     }
@@ -503,7 +503,7 @@ fn check_passes_an_issued_card_one_line_per_check() {
     );
     assert_eq!(
         lines.last().unwrap(),
-        &"23 passed, 0 warnings, 0 failed, 0 skipped"
+        &"24 passed, 0 warnings, 0 failed, 0 skipped"
     );
     // Personal data stays masked; the balance is shown only with --reveal.
     for secret in [
@@ -522,11 +522,12 @@ fn check_passes_an_issued_card_one_line_per_check() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["date"], "2026-03-15");
     assert_eq!(v["summary"]["fail"], 0);
-    assert_eq!(v["summary"]["skipped"], 1);
+    assert_eq!(v["summary"]["skipped"], 2);
     let checks = v["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 23);
+    assert_eq!(checks.len(), 24);
     let by_id = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap().clone();
     assert_eq!(by_id("pboc.icc_certificate")["verdict"], "skip");
+    assert_eq!(by_id("pboc.dda")["verdict"], "skip");
     assert!(
         by_id("pboc.ec")["reason"]
             .as_str()
@@ -557,20 +558,24 @@ fn check_fails_each_broken_card_with_its_reason() {
                 "FAIL  pboc.log                 records 2 and 3 have the same ATC 0002; the newest \
                  record's ATC 0004 is above the card's ATC 0003"
             }
+            Defect::WrongIccKey => {
+                "FAIL  pboc.dda                 the signature over the challenge does not verify \
+                 with the ICC key (SM2): format 15: the SM2 signature does not verify"
+            }
             _ => unreachable!(),
         };
         assert_eq!(fails, [want], "{defect:?}:\n{text}");
         // Without a certified card key the challenge is not checked.
         let summary = if defect == Defect::BadCertificate {
-            "21 passed, 0 warnings, 1 failed, 1 skipped"
+            "22 passed, 0 warnings, 1 failed, 1 skipped"
         } else {
-            "22 passed, 0 warnings, 1 failed, 0 skipped"
+            "23 passed, 0 warnings, 1 failed, 0 skipped"
         };
         assert_eq!(text.lines().last(), Some(summary), "{text}");
         assert_eq!(
             stderr(&o),
             format!(
-                "cardctl: 1 of 23 checks failed: {}\n",
+                "cardctl: 1 of 24 checks failed: {}\n",
                 defect.failing_check()
             )
         );
@@ -598,7 +603,8 @@ fn check_without_a_trust_store_skips_the_certificates_and_refuses_a_bad_date() {
             "pki.certificates",
             "pki.challenge",
             "pboc.issuer_certificate",
-            "pboc.icc_certificate"
+            "pboc.icc_certificate",
+            "pboc.dda"
         ],
         "{text}"
     );

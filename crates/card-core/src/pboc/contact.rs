@@ -405,34 +405,9 @@ impl<'a> ContactTransaction<'a> {
             return Ok(Err(OdaError::DdolWithoutUnpredictableNumber));
         }
         let data = ddol.build(&(&self.terminal_data(), &self.card_store));
-        let cmd = crate::apdu::Command::new(0x00, 0x88, 0x00, 0x00)
-            .with_data(data.clone())
-            .expect_data();
-        let r = s.send(&cmd)?;
-        if !r.is_success() {
-            return Ok(Err(OdaError::MissingData {
-                tag: Tag::new(0x9f4b),
-            }));
-        }
-        let sdad = match crate::tlv::TlvIter::new(r.data()).next() {
-            Some(Ok(t)) if t.tag.value() == 0x80 => t.value.to_vec(),
-            Some(Ok(t)) if t.tag.value() == 0x77 => match t.children().find(Tag::new(0x9f4b)) {
-                Ok(Some(x)) => x.value.to_vec(),
-                _ => {
-                    return Ok(Err(OdaError::MissingData {
-                        tag: Tag::new(0x9f4b),
-                    }));
-                }
-            },
-            _ => {
-                return Ok(Err(OdaError::MissingData {
-                    tag: Tag::new(0x9f4b),
-                }));
-            }
-        };
-        Ok(oda::verify_dda(key, &sdad, &data).map(|number| {
-            self.card_store.set(0x9f4c, number);
-            self.card_store.set(0x9f4b, sdad);
+        Ok(oda::internal_authenticate(s, key, &data)?.map(|proof| {
+            self.card_store.set(0x9f4c, proof.icc_dynamic_number);
+            self.card_store.set(0x9f4b, proof.sdad);
         }))
     }
 

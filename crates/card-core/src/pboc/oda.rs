@@ -392,6 +392,52 @@ pub fn verify_dda(key: &IccPublicKey, sdad: &[u8], ddol_data: &[u8]) -> Result<V
     }
 }
 
+/// What a successful DDA leaves: the signed dynamic application data (`9F4B`) and the ICC
+/// dynamic number it carries (`9F4C`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdaProof {
+    /// The signed dynamic application data.
+    pub sdad: Vec<u8>,
+    /// The ICC dynamic number.
+    pub icc_dynamic_number: Vec<u8>,
+}
+
+/// DDA steps 4-5 (JR/T 0025.6 §7.5.5.4): INTERNAL AUTHENTICATE with `ddol_data` (the DDOL
+/// filled in, the unpredictable number among it), the answer in format 1 (`80`) or format 2
+/// (`77` with `9F4B`), and its signature verified with the ICC key. The outer error is the
+/// exchange's; the inner one says why the card did not authenticate (a refusal or a missing
+/// `9F4B` counts as ICC data missing).
+pub fn internal_authenticate<C: crate::channel::CardChannel>(
+    s: &mut crate::channel::CardSession<C>,
+    key: &IccPublicKey,
+    ddol_data: &[u8],
+) -> Result<Result<DdaProof, OdaError>, super::PbocError> {
+    let cmd = crate::apdu::Command::new(0x00, 0x88, 0x00, 0x00)
+        .with_data(ddol_data.to_vec())
+        .expect_data();
+    let r = s.send(&cmd)?;
+    let missing = OdaError::MissingData {
+        tag: Tag::new(0x9f4b),
+    };
+    if !r.is_success() {
+        return Ok(Err(missing));
+    }
+    let sdad = match crate::tlv::TlvIter::new(r.data()).next() {
+        Some(Ok(t)) if t.tag.value() == 0x80 => t.value.to_vec(),
+        Some(Ok(t)) if t.tag.value() == 0x77 => match t.children().find(Tag::new(0x9f4b)) {
+            Ok(Some(x)) => x.value.to_vec(),
+            _ => return Ok(Err(missing)),
+        },
+        _ => return Ok(Err(missing)),
+    };
+    Ok(
+        verify_dda(key, &sdad, ddol_data).map(|icc_dynamic_number| DdaProof {
+            sdad,
+            icc_dynamic_number,
+        }),
+    )
+}
+
 /// Verify qPBOC fDDA (JR/T 0025.12 附录 B.2): the AIP announces DDA, the card's version (from
 /// `9F69`) is `00` or `01` and not `00` when `require_v01`, and the signature covers the
 /// terminal dynamic data of 表 B.1. Returns the ICC dynamic number (the ATC, 表 B.2).

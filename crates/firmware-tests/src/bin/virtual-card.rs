@@ -21,7 +21,7 @@
 //!
 //! With `--issued` every card inserted is a fresh in-memory card issued as
 //! `firmware_tests::testcards::issue` does (PKI certificates from an in-memory hsm-sim, three
-//! purchases in the log); `--broken DEFECT` (`bad-cert`, `pin-blocked`, `bad-log`) issues it
+//! purchases in the log); `--broken DEFECT` (`bad-cert`, `pin-blocked`, `bad-log`, `bad-icc-key`) issues it
 //! with that defect. `--trust-out FILE` writes the inserted card's trust store for
 //! `cardctl check --trust FILE` (docs/conformance.md).
 
@@ -65,7 +65,7 @@ struct Args {
     /// purchases in its log (a fresh in-memory card at each insert; embedded fixtures only).
     #[arg(long, conflicts_with = "hostile")]
     issued: bool,
-    /// Like --issued, with a defect: bad-cert, pin-blocked, bad-log.
+    /// Like --issued, with a defect: bad-cert, pin-blocked, bad-log, bad-icc-key.
     #[arg(long, value_name = "DEFECT", conflicts_with = "hostile")]
     broken: Option<Defect>,
     /// With --issued or --broken: write the inserted card's trust store to FILE.

@@ -1,14 +1,17 @@
 //! The PBOC 3.0 debit/credit application with electronic cash (JR/T 0025.5, .6, .13, .17;
 //! docs/pboc-profile.md): selection, the PIN try counter, the ATC, the electronic cash balance
 //! against its limits, the transaction log against itself and the ATC, the records and the
-//! application dates, and the issuer and ICC certificates. Everything goes through the
-//! kernel's own functions in `card_core::pboc`.
+//! application dates, the issuer and ICC certificates, and dynamic data authentication (the card
+//! signing a fresh challenge with the key the ICC certificate names). Everything goes through
+//! the kernel's own functions in `card_core::pboc`.
 
 use card_core::apdu::HexFmt;
 use card_core::channel::{CardChannel, CardSession};
 use card_core::crypto::rsa::{self, CertificateChecks, YearMonth};
 use card_core::crypto::sm2_cert::{self, IccCertificate};
+use card_core::pboc::bits::AipBit;
 use card_core::pboc::data::{Amount, Date as PbocDate, Time};
+use card_core::pboc::dol::Dol;
 use card_core::pboc::ec::{self, EcBalances, LogRecord};
 use card_core::pboc::gpo::{gpo_command, parse_gpo_response};
 use card_core::pboc::oda::{self, OdaAlgorithm, OdaInputs};
@@ -33,6 +36,7 @@ const RECORDS: &str = "Application records readable, mandatory data present";
 const DATES: &str = "Application effective and not expired";
 const ISSUER_CERT: &str = "Issuer certificate verifies with a trust anchor, in date";
 const ICC_CERT: &str = "ICC certificate verifies over the static data, in date";
+const DDA: &str = "The card signs a fresh challenge with its ICC key (DDA)";
 
 /// ATC values this close to 65535 give a warning.
 const ATC_WARNING: u16 = 1000;
@@ -86,6 +90,7 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
             ("pboc.dates", DATES),
             ("pboc.issuer_certificate", ISSUER_CERT),
             ("pboc.icc_certificate", ICC_CERT),
+            ("pboc.dda", DDA),
         ] {
             r.skip(id, title, "no debit/credit application selected");
         }
@@ -202,7 +207,8 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
             no_anchor
         };
         r.skip("pboc.issuer_certificate", ISSUER_CERT, why.clone());
-        r.skip("pboc.icc_certificate", ICC_CERT, why);
+        r.skip("pboc.icc_certificate", ICC_CERT, why.clone());
+        r.skip("pboc.dda", DDA, why);
         return;
     };
     let pan = rec
@@ -221,13 +227,20 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
         );
         return;
     }
+    let mut icc_key = None;
     match &rec.static_data {
-        None => r.skip(
-            "pboc.icc_certificate",
-            ICC_CERT,
-            "not verified: the ICC certificate signs the records the AFL names, which needs \
-             GET PROCESSING OPTIONS (a transaction counted on the card); run with it allowed",
-        ),
+        None => {
+            let why = "not verified: the ICC certificate signs the records the AFL names, which \
+                       needs GET PROCESSING OPTIONS (a transaction counted on the card); run \
+                       with it allowed";
+            r.skip("pboc.icc_certificate", ICC_CERT, why);
+            r.skip(
+                "pboc.dda",
+                DDA,
+                "needs the ICC key, from the ICC certificate",
+            );
+            return;
+        }
         Some((static_data, aip)) => {
             r.check("pboc.icc_certificate", ICC_CERT, |_, o| {
                 let input = OdaInputs {
@@ -239,7 +252,10 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
                     today: dates::month(o.today),
                 };
                 match oda::recover_icc_key(&o.trust, &input) {
-                    Ok(_) => Ok(icc_validity(&rec.store, o)),
+                    Ok(key) => {
+                        icc_key = Some(key);
+                        Ok(icc_validity(&rec.store, o))
+                    }
                     Err(oda::OdaError::Sm2(e)) => {
                         fail(format!("{} rejected: {e}", certificate_name(&e)))
                     }
@@ -247,6 +263,69 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
                 }
             });
         }
+    }
+    let Some(key) = icc_key else {
+        r.skip(
+            "pboc.dda",
+            DDA,
+            "needs the ICC key; the ICC certificate did not verify",
+        );
+        return;
+    };
+    let offers_dda = rec
+        .static_data
+        .as_ref()
+        .is_some_and(|(_, aip)| aip.contains(AipBit::Dda));
+    if !offers_dda {
+        r.skip(
+            "pboc.dda",
+            DDA,
+            "the card does not offer DDA (application interchange profile 82)",
+        );
+        return;
+    }
+    r.check("pboc.dda", DDA, |s, _| dda_finding(s, &key, &rec.store));
+}
+
+/// INTERNAL AUTHENTICATE over the card's DDOL (`9F49`, or the default `9F37 04`) with a fresh
+/// unpredictable number, the signature verified with the ICC key (JR/T 0025.6 §7.5.5.4).
+fn dda_finding<C: CardChannel>(
+    s: &mut CardSession<C>,
+    key: &oda::IccPublicKey,
+    card: &DataStore,
+) -> Outcome {
+    let ddol = match card.value(0x9f49).map(Dol::parse) {
+        None => Dol::from_pairs(&[(0x9f37, 4)]),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return fail(format!("the card's DDOL (9F49) does not parse: {e}")),
+    };
+    if !ddol.contains(Tag::new(0x9f37)) {
+        return fail("the card's DDOL (9F49) does not ask for the unpredictable number (9F37)");
+    }
+    let mut number = [0u8; 4];
+    if getrandom::fill(&mut number).is_err() {
+        return skip("no random numbers on this machine for the challenge");
+    }
+    let mut terminal = DataStore::new();
+    terminal.set(0x9f37, number.to_vec());
+    let data = ddol.build(&(&terminal, card));
+    let algorithm = match key {
+        oda::IccPublicKey::Sm2(_) => "SM2",
+        oda::IccPublicKey::Rsa(_) => "RSA",
+    };
+    match oda::internal_authenticate(s, key, &data) {
+        Ok(Ok(_)) => pass(format!(
+            "INTERNAL AUTHENTICATE over a fresh unpredictable number verifies with the ICC \
+             key ({algorithm})"
+        )),
+        Ok(Err(oda::OdaError::MissingData { .. })) => {
+            fail("INTERNAL AUTHENTICATE gave no signed dynamic data (9F4B)")
+        }
+        Ok(Err(e)) => fail(format!(
+            "the signature over the challenge does not verify with the ICC key ({algorithm}): {e}"
+        )),
+        Err(PbocError::Send(e)) => Err(e),
+        Err(e) => fail(format!("INTERNAL AUTHENTICATE: {e}")),
     }
 }
 
