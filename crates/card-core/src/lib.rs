@@ -26,6 +26,7 @@ pub mod tags;
 pub mod tlv;
 pub mod trace;
 pub mod transcript;
+pub mod trust_file;
 
 pub use apdu::{Command, Response};
 pub use channel::{CardChannel, CardSession, SendError, TransportError};

@@ -289,15 +289,10 @@ pub fn personalize_pki<C: Call>(
     Ok(public)
 }
 
-/// A CA key as one line of a trust-store file: `RID INDEX MMYY X‖Y` in hex.
+/// A CA key as one line of a trust-store file: `RID INDEX MMYY X‖Y` in hex
+/// (`card_core::trust_file`).
 pub fn trust_line(ca: &CaKey) -> String {
-    format!(
-        "{} {:02X} {} {}",
-        hex::encode_upper(ca.rid),
-        ca.index,
-        hex::encode_upper(ca.expiry.to_bcd()),
-        hex::encode_upper(ca.public_key.to_xy())
-    )
+    card_core::trust_file::sm2_line(ca)
 }
 
 /// The HSM label of the maintenance master key the project's tools use.

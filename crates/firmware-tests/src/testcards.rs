@@ -120,8 +120,8 @@ pub struct IssuedCard {
     /// The CAs: the social-security SM2 CA (RID `D156000005`) and the profile's PBOC CA
     /// (RID `A000000333`, SM2 or RSA).
     pub trust: CaStore,
-    /// The SM2 anchors as a trust-store file (`RID INDEX MMYY X‖Y` per line, what `cardctl
-    /// --trust` reads). RSA anchors have no line.
+    /// The anchors as a trust-store file (`card_core::trust_file`: SM2 and RSA lines, what
+    /// `cardctl --trust` reads).
     pub trust_text: String,
 }
 
@@ -198,7 +198,11 @@ pub fn issue(name: &str) -> Result<IssuedCard, TestCardError> {
                 trust_text.push('\n');
                 trust.add_sm2(ca);
             }
-            TerminalCaKey::Rsa(ca) => trust.add_rsa(ca),
+            TerminalCaKey::Rsa(ca) => {
+                trust_text.push_str(&card_core::trust_file::rsa_line(&ca));
+                trust_text.push('\n');
+                trust.add_rsa(ca);
+            }
         }
         if image.pboc.as_ref().is_some_and(|p| p.ec.is_some()) {
             let atcs = [1, 2, 3];

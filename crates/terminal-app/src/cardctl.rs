@@ -465,16 +465,10 @@ pub fn parse_date(text: &str) -> Result<Date, String> {
 /// not set.
 pub fn check(out: &mut dyn Write, common: &Common, args: &CheckArgs) -> Result<()> {
     use firmware_tests::conformance::{self, Options};
-    let mut trust = card_core::pboc::CaStore::new();
-    if let Some(path) = &args.trust {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading trust store {}", path.display()))?;
-        let store = ssse::auth::parse_trust_store(&text)
-            .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))?;
-        for key in store.keys() {
-            trust.add_sm2(key.clone());
-        }
-    }
+    let trust = match &args.trust {
+        Some(path) => crate::techtools::cli::load_trust(path)?,
+        None => card_core::pboc::CaStore::new(),
+    };
     let date = match args.date {
         Some(d) => d,
         None => today().context("no clock: give the date with --date")?,

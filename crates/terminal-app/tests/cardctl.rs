@@ -538,6 +538,51 @@ fn check_passes_an_issued_card_one_line_per_check() {
 }
 
 #[test]
+fn check_verifies_an_rsa_card_from_the_rsa_line_of_the_trust_file() {
+    // 王五's payment application is RSA (the international profile): its CA key is an RSA
+    // line in the trust file, and the certificates and DDA verify with it.
+    let card = firmware_tests::testcards::issue("wangwu-rsa").unwrap();
+    assert!(
+        card.trust_text
+            .lines()
+            .any(|l| l.starts_with("A000000333 ") && l.contains(" RSA ")),
+        "{}",
+        card.trust_text
+    );
+    let o = check_card(&card, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    for id in ["pboc.issuer_certificate", "pboc.icc_certificate"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("PASS  ") && l.contains(id)),
+            "{id}\n{text}"
+        );
+    }
+    assert!(
+        text.contains(
+            "PASS  pboc.dda                 INTERNAL AUTHENTICATE over a fresh unpredictable \
+             number verifies with the ICC key (RSA)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("24 passed, 0 warnings, 0 failed, 0 skipped\n"),
+        "{text}"
+    );
+    // A broken RSA line is named by its line number.
+    let mut bad = card.clone();
+    bad.trust_text = card.trust_text.replace(" RSA 010001 ", " RSA 05 ");
+    let o = check_card(&bad, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(": line 2: not an RSA CA key"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn check_fails_each_broken_card_with_its_reason() {
     use firmware_tests::testcards::Defect;
     for defect in Defect::ALL {

@@ -260,60 +260,9 @@ pub fn authenticate_card<C: CardChannel>(
     })
 }
 
-/// Read a trust-store file: one CA key per line, `RID INDEX MMYY X‖Y` in hex (blank lines and
-/// lines starting with `#` ignored). The line number of the first bad line is in the error.
+/// Read a trust-store file ([`crate::trust_file`]) for its SM2 CA keys, the ones card
+/// authentication uses; RSA lines (PBOC CAs of older cards) are read and left out. The line
+/// number of the first bad line is in the error.
 pub fn parse_trust_store(text: &str) -> Result<TrustStore, (usize, &'static str)> {
-    let mut store = TrustStore::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = |why| (i + 1, why);
-        let mut words = line.split_whitespace();
-        let mut hex = |want: usize, why| {
-            let w = words.next().ok_or(bad(why))?;
-            let v = decode_hex(w).ok_or(bad(why))?;
-            if v.len() == want {
-                Ok(v)
-            } else {
-                Err(bad(why))
-            }
-        };
-        let rid: [u8; 5] = hex(5, "RID is 5 bytes")?
-            .try_into()
-            .map_err(|_| bad("RID"))?;
-        let index = *hex(1, "index is 1 byte")?.first().ok_or(bad("index"))?;
-        let mmyy: [u8; 2] = hex(2, "expiry is MMYY")?
-            .try_into()
-            .map_err(|_| bad("expiry"))?;
-        let xy = hex(64, "public key is X‖Y, 64 bytes")?;
-        if words.next().is_some() {
-            return Err(bad("trailing words"));
-        }
-        let expiry =
-            crate::crypto::rsa::ExpiryDate::from_bcd(mmyy).map_err(|_| bad("expiry is MMYY"))?;
-        let public_key =
-            Sm2PublicKey::from_xy(&xy).map_err(|_| bad("public key not on the SM2 curve"))?;
-        store.insert(crate::crypto::sm2_cert::CaKey {
-            rid,
-            index,
-            public_key,
-            expiry,
-        });
-    }
-    Ok(store)
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|p| {
-            let s = core::str::from_utf8(p).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
+    crate::trust_file::parse(text).map(|store| store.sm2().clone())
 }

@@ -175,18 +175,14 @@ pub fn console(
     Ok(())
 }
 
-/// SM2 trust anchors from a trust-store file (`RID INDEX MMYY X||Y` per line, the format of
-/// `cardctl authenticate --trust`): the social-security CA and the PBOC CA alike.
+/// Trust anchors from a trust-store file (`card_core::trust_file`: SM2 `RID INDEX MMYY X||Y`
+/// and RSA `RID INDEX RSA EXPONENT MODULUS` per line, the format of `cardctl authenticate
+/// --trust`): the social-security CA and the PBOC CAs alike.
 pub fn load_trust(path: &Path) -> Result<card_core::pboc::CaStore> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading trust store {}", path.display()))?;
-    let store = card_core::ssse::auth::parse_trust_store(&text)
-        .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))?;
-    let mut ca = card_core::pboc::CaStore::new();
-    for key in store.keys() {
-        ca.add_sm2(key.clone());
-    }
-    Ok(ca)
+    card_core::trust_file::parse(&text)
+        .map_err(|(line, why)| anyhow::anyhow!("{}: line {line}: {why}", path.display()))
 }
 
 /// The conformance suite of `cardctl check` (`firmware_tests::conformance`) on the open
