@@ -281,6 +281,64 @@ mod tests {
         assert!(!randomly_selected(rs, floor, Amount::new(150).unwrap(), 1));
     }
 
+    /// A card with application version `9F08`, usage control `9F07` and issuer country
+    /// `5F28` as given, against the kiosk (a non-ATM terminal in China, version 0030) on a
+    /// domestic purchase dated 2026-11-28.
+    fn restrictions(version: [u8; 2], auc: Option<[u8; 2]>, country: [u8; 2]) -> Tvr {
+        use crate::pboc::records::Mandatory;
+        let mut s = crate::pboc::store::DataStore::new();
+        s.set(0x5a, [0x62, 0x28, 0x48, 0x04, 0x02, 0x56, 0x48, 0x90]);
+        s.set(0x5f24, [0x30, 0x12, 0x31]);
+        s.set(0x9f08, version);
+        s.set(0x5f28, country);
+        if let Some(auc) = auc {
+            s.set(0x9f07, auc);
+        }
+        let card = CardData::from_store(&s, Mandatory::Qpboc).unwrap();
+        let params = TransactionParams::purchase(
+            Amount::new(100).unwrap(),
+            Date::new(2026, 11, 28).unwrap(),
+            super::super::data::Time::new(12, 0, 0).unwrap(),
+            [0; 4],
+        );
+        let mut tvr = Tvr::default();
+        processing_restrictions(&card, &TerminalConfig::kiosk(), &params, &mut tvr);
+        tvr
+    }
+
+    #[test]
+    fn application_versions_that_differ_are_noted() {
+        // JR/T 0025.6 §7.6.3: the card's 9F08 against the terminal's 9F09.
+        let china = [0x01, 0x56];
+        assert!(!restrictions([0x00, 0x30], None, china).contains(TvrBit::VersionsDiffer));
+        let tvr = restrictions([0x00, 0x20], None, china);
+        assert!(tvr.contains(TvrBit::VersionsDiffer));
+        assert!(!tvr.contains(TvrBit::ServiceNotAllowed));
+    }
+
+    #[test]
+    fn usage_control_allows_or_refuses_the_service() {
+        // JR/T 0025.6 §7.6.4, 9F07 byte 1: 80 domestic cash, 40 international cash, 20
+        // domestic goods, 10 international goods, 08 domestic services, 04 international
+        // services, 02 ATMs, 01 other terminals.
+        let (v, china, abroad) = ([0x00, 0x30], [0x01, 0x56], [0x08, 0x40]);
+        let refused = |auc: u8, country| {
+            restrictions(v, Some([auc, 0x00]), country).contains(TvrBit::ServiceNotAllowed)
+        };
+        // Goods at a non-ATM terminal, domestic card: allowed.
+        assert!(!refused(0x21, china));
+        // Valid at ATMs only: refused at the kiosk.
+        assert!(refused(0x22, china));
+        // Domestic goods only, on a card issued abroad: refused; international goods: allowed.
+        assert!(refused(0x21, abroad));
+        assert!(!refused(0x11, abroad));
+        // Services count for a purchase too; cash alone does not.
+        assert!(!refused(0x09, china));
+        assert!(refused(0x81, china));
+        // No 9F07 at all: nothing to refuse.
+        assert!(!restrictions(v, None, china).contains(TvrBit::ServiceNotAllowed));
+    }
+
     fn card_with_limits() -> CardData {
         use crate::pboc::records::Mandatory;
         let mut s = crate::pboc::store::DataStore::new();
