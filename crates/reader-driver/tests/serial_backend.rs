@@ -14,6 +14,7 @@ use firmware_tests::serial_reader::SerialLine;
 use firmware_tests::serial_reader::checks::{self, Expected};
 use firmware_tests::serial_reader::harness::reader_binary;
 use reader_driver::serial::SerialError;
+use reader_driver::serial::ccid::IccStatus;
 use reader_driver::{
     ActiveProtocol, ProtocolChoice, ReaderEvent, SerialReader, SerialReaderConfig, SerialWatcher,
 };
@@ -170,6 +171,21 @@ fn persistent_faults_are_clear_errors() {
     line.cmd("clear-faults").unwrap();
     // The next command works again.
     ssse::select(&mut s).unwrap();
+    // Every copy of the answer garbled on the way back (the reader ran the command once and
+    // repeats its answer at each NAK): after the allowed NAKs, a clear "garbled" error, never
+    // the garbled answer passed up.
+    line.cmd("fault noisy-return 24").unwrap();
+    let err = ssse::select(&mut s).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ssse::SsseError::Send(SendError::Transport(TransportError::Other(m)))
+                if m.contains("stays garbled")
+        ),
+        "{err}"
+    );
+    line.cmd("clear-faults").unwrap();
+    ssse::select(&mut s).unwrap();
     // A reader that stops answering: the reader is reported unavailable.
     line.cmd("mute 6000").unwrap();
     let t = Instant::now();
@@ -189,6 +205,29 @@ fn persistent_faults_are_clear_errors() {
     assert!(matches!(e, SerialError::NoReader { .. }), "{e}");
     std::thread::sleep(Duration::from_millis(6500).saturating_sub(t.elapsed()));
     let mut s = CardSession::new(reader.connect(ProtocolChoice::T0).unwrap());
+    ssse::read_identity(&mut s, ReadStrategy::ByTag).unwrap();
+}
+
+#[test]
+fn power_off_ends_the_session_and_the_next_connect_powers_up_again() {
+    let line = line(Some("zhangsan"));
+    let reader = SerialReader::open(fast_config(&line)).unwrap();
+    let mut s = CardSession::new(reader.connect(ProtocolChoice::T1).unwrap());
+    ssse::select(&mut s).unwrap();
+    assert_eq!(reader.slot_status().unwrap(), IccStatus::PresentActive);
+    reader.power_off().unwrap();
+    assert_eq!(reader.slot_status().unwrap(), IccStatus::PresentInactive);
+    let err = ssse::select(&mut s).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ssse::SsseError::Send(SendError::Transport(TransportError::CardRemoved))
+        ),
+        "{err}"
+    );
+    // A new connection powers the card up again; its volatile state went with the power.
+    let mut s = CardSession::new(reader.connect(ProtocolChoice::T1).unwrap());
+    assert_eq!(reader.slot_status().unwrap(), IccStatus::PresentActive);
     ssse::read_identity(&mut s, ReadStrategy::ByTag).unwrap();
 }
 

@@ -6,6 +6,7 @@
 //! | `flip-command BIT` | one bit of the command frame flips on the way in (bad checksum: NAK) |
 //! | `drop-response N` | N bytes of the response frame are lost on the way out |
 //! | `flip-response BIT` | one bit of the response frame flips on the way out |
+//! | `noisy-return BIT` | the same bit flips in the response and in every repeat of it the host asks for with NAK (a line that stays bad on the way back) |
 //! | `flip-echo BIT` | one bit of the echo flips |
 //! | `lose-response` | echo and response never arrive (the host must ask again) |
 //! | `stale` | an old response (previous bSeq) goes out before the real one |
@@ -32,6 +33,8 @@ pub enum Fault {
     DropResponse(usize),
     /// Flip one bit of the response frame.
     FlipResponse(usize),
+    /// Flip one bit of the response frame and of every repeat of it after a NAK.
+    NoisyReturn(usize),
     /// Flip one bit of the echo.
     FlipEcho(usize),
     /// Lose echo and response entirely.
@@ -64,6 +67,7 @@ impl Fault {
             "flip-command" => Self::FlipCommand(num(1)?),
             "drop-response" => Self::DropResponse(num(1)?),
             "flip-response" => Self::FlipResponse(num(1)?),
+            "noisy-return" => Self::NoisyReturn(num(1)?),
             "flip-echo" => Self::FlipEcho(num(1)?),
             "lose-response" => Self::LoseResponse,
             "stale" => Self::Stale,

@@ -81,6 +81,8 @@ struct State {
     nak_due: bool,
     last_command: Vec<u8>,
     last_response: Vec<u8>,
+    /// `noisy-return`: the bit flipped in every repeat of the last response.
+    noisy_return: Option<usize>,
     notify: Option<u8>,
     muted_until: Option<Instant>,
 }
@@ -188,7 +190,10 @@ impl State {
                 Some(Input::Garbage) => self.nak_due = true,
                 Some(Input::Nak) => {
                     self.stats.naks_received += 1;
-                    let last = self.last_response.clone();
+                    let mut last = self.last_response.clone();
+                    if let Some(bit) = self.noisy_return {
+                        faults::flip(&mut last, bit);
+                    }
                     self.send(out, &last)?;
                 }
                 Some(Input::Frame(raw)) => self.frame(out, raw, faults_on)?,
@@ -265,9 +270,15 @@ impl State {
         let response = wire::frame(&engine::handle(&mut self.slot, message, wtx));
         self.last_command = raw;
         self.last_response = response.clone();
+        self.noisy_return = match fault {
+            Some(Fault::NoisyReturn(bit)) => Some(bit),
+            _ => None,
+        };
         let mut bytes = response;
         match fault {
-            Some(Fault::FlipResponse(bit)) => faults::flip(&mut bytes, bit),
+            Some(Fault::FlipResponse(bit) | Fault::NoisyReturn(bit)) => {
+                faults::flip(&mut bytes, bit)
+            }
             Some(Fault::DropResponse(n)) => faults::drop_bytes(&mut bytes, n),
             Some(Fault::Stale) => {
                 let mut stale = wire::frame(&engine::response(
@@ -342,6 +353,7 @@ pub fn run(
         nak_due: false,
         last_command: Vec::new(),
         last_response: Vec::new(),
+        noisy_return: None,
         notify: None,
         muted_until: None,
     };
