@@ -24,7 +24,8 @@ use crate::kiosk::screens::{
 use crate::kiosk::{DemoPanel, Lang, failure_text, fonts, yuan};
 use crate::payment::{COUNTER_SALE, MAX_PAYMENT_FEN, PaymentOrder, PaymentReceipt};
 use crate::session::{
-    CardVerdict, DayBook, MedicalReceipt, ReaderStatus, RejectReason, Request, Update,
+    CardVerdict, ClosedShift, DayBook, MedicalReceipt, ReaderStatus, Reconciliation, RejectReason,
+    Request, Update,
 };
 
 const GOOD: Color32 = Color32::from_rgb(20, 120, 50);
@@ -808,6 +809,43 @@ fn state_text(lang: Lang, state: &str) -> &'static str {
     }
 }
 
+/// The closed shift before this one, with the server's reconciliation: what the clerk checks
+/// at the start of a shift.
+fn previous_shift_text(lang: Lang, p: &ClosedShift) -> (String, Color32) {
+    let totals = format!("{} / ¥{}", p.approved.0, yuan(p.approved.1));
+    let head = match lang {
+        Lang::Zh => format!("上一班次（第 {} 批）：{totals}，", p.shift),
+        Lang::En => format!("Previous shift (batch {}): {totals}, ", p.shift),
+    };
+    let (verdict, colour) = match (p.reconciliation, lang) {
+        (Reconciliation::Waiting, Lang::Zh) => ("等待上传对账".to_string(), Color32::GRAY),
+        (Reconciliation::Waiting, Lang::En) => {
+            ("waiting for the server".to_string(), Color32::GRAY)
+        }
+        (Reconciliation::Balanced, Lang::Zh) => (
+            "服务器对账：平衡".to_string(),
+            Color32::from_rgb(30, 120, 60),
+        ),
+        (Reconciliation::Balanced, Lang::En) => (
+            "server: balanced".to_string(),
+            Color32::from_rgb(30, 120, 60),
+        ),
+        (Reconciliation::Unbalanced { server }, Lang::Zh) => (
+            format!("服务器对账不平：服务器 {} / ¥{}", server.0, yuan(server.1)),
+            Color32::from_rgb(180, 40, 40),
+        ),
+        (Reconciliation::Unbalanced { server }, Lang::En) => (
+            format!(
+                "server: unbalanced, it booked {} / ¥{}",
+                server.0,
+                yuan(server.1)
+            ),
+            Color32::from_rgb(180, 40, 40),
+        ),
+    };
+    (head + &verdict, colour)
+}
+
 fn day_book_column(app: &mut CounterApp, ui: &mut Ui) {
     let lang = app.state.lang;
     ui.label(RichText::new(lang.t("今日交易", "Today's transactions")).size(TITLE));
@@ -879,6 +917,10 @@ fn day_book_column(app: &mut CounterApp, ui: &mut Ui) {
                 }
             });
     });
+    if let Some(previous) = &book.previous {
+        let (text, colour) = previous_shift_text(lang, previous);
+        ui.label(RichText::new(text).size(18.0).color(colour));
+    }
     ui.horizontal(|ui| {
         let refresh = lang.t("刷新", "Refresh");
         let r = ui.button(RichText::new(refresh).size(20.0));

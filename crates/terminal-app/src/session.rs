@@ -210,6 +210,33 @@ pub struct DayBook {
     pub in_doubt: u64,
     /// Medical-account debits recorded in the shift: count and fen.
     pub medical: (u64, u64),
+    /// The shift closed before this one, and what the server's reconciliation said of it.
+    pub previous: Option<ClosedShift>,
+}
+
+/// A closed shift as the ledger has it, with the central server's reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedShift {
+    /// Its number (the ledger's batch number).
+    pub shift: u32,
+    /// Approved debits the terminal counted: count and fen.
+    pub approved: (u64, u64),
+    /// The server's answer to the batch close.
+    pub reconciliation: Reconciliation,
+}
+
+/// What the server said of a closed shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciliation {
+    /// Not answered yet: the sync agent has not uploaded or closed it.
+    Waiting,
+    /// The server booked the same count and amount.
+    Balanced,
+    /// The server booked something else: its count and fen.
+    Unbalanced {
+        /// What the server booked.
+        server: (u64, u64),
+    },
 }
 
 /// A recorded medical-account debit, for the receipt.
@@ -891,6 +918,7 @@ impl Worker {
                 approved: (approved.debit_count, approved.debit_amount),
                 recovered: (recovered.count, recovered.amount),
                 medical: (medical.count, medical.amount),
+                previous: closed_shift(ledger, shift)?,
                 ..DayBook::default()
             };
             for e in ledger.entries()? {
@@ -1062,4 +1090,27 @@ impl Worker {
     pub fn pan(&self) -> Option<&str> {
         self.active.as_ref().and_then(|a| a.pan.as_deref())
     }
+}
+
+/// The shift before `shift`, if one was closed, with the server's answer to it.
+fn closed_shift(ledger: &Ledger, shift: u32) -> Result<Option<ClosedShift>, LedgerError> {
+    let Some(previous) = shift.checked_sub(1).filter(|p| *p > 0) else {
+        return Ok(None);
+    };
+    let Some(info) = ledger.batch(previous)? else {
+        return Ok(None);
+    };
+    let (approved, _) = ledger.batch_totals(previous)?;
+    let reconciliation = match &info.result {
+        None => Reconciliation::Waiting,
+        Some(r) if r.balanced => Reconciliation::Balanced,
+        Some(r) => Reconciliation::Unbalanced {
+            server: (r.server.debit_count, r.server.debit_amount),
+        },
+    };
+    Ok(Some(ClosedShift {
+        shift: previous,
+        approved: (approved.debit_count, approved.debit_amount),
+        reconciliation,
+    }))
 }

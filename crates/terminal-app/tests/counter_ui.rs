@@ -231,3 +231,76 @@ fn a_medical_account_debit_is_signed_by_the_card_and_recorded_once_without_touch
     assert!(k.shows("医保记账"));
     k.screenshot("counter-medical");
 }
+
+/// The counter against a real central-server, hsm-sim and sync-agent (`demo::backend`, as
+/// `counter --with-backend` runs them, the cards personalised through that HSM): two sales,
+/// the shift closed, and the sync agent's batch close answered by the server. The counter then
+/// shows the closed shift with the server's reconciliation, and the server booked exactly what
+/// the screen and the ledger counted.
+#[test]
+fn a_closed_shift_is_reconciled_by_the_server_and_the_counter_shows_it() {
+    use terminal_app::demo::backend::{Backend, BackendConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, world) = Backend::start(&BackendConfig {
+        state_dir: dir.path().to_path_buf(),
+        bin_dir: common::kiosk_bin::backend_bins(),
+    })
+    .unwrap();
+    // The real clock: the server checks each transaction's time.
+    let mut k = Counter::start_on(
+        world,
+        dir,
+        || LocalTime::now_cst().unwrap(),
+        |app: &CounterApp| format!("state {:?}", app.state),
+        |ctx, req_tx, up_rx, panel| CounterApp::new(ctx, req_tx, up_rx, Some(panel), Lang::Zh),
+    );
+    k.wait_for("读卡器就绪");
+    let shift = k.ledger().current_batch().unwrap();
+    for (amount, shown) in [("1550", "¥ 15.50"), ("400", "¥ 4.00")] {
+        k.click("张三（正常卡，PIN 123456）");
+        k.wait_for("请持卡人输入密码");
+        k.keys("123456");
+        k.click("确认");
+        k.wait_for("请输入收费金额（元）");
+        k.keys(amount);
+        k.wait_for(shown);
+        k.click("电子现金扣款");
+        k.wait_for("请持卡人输入卡片密码以完成支付");
+        k.keys("123456");
+        k.click("确认");
+        k.wait_for("扣款成功");
+        k.click("下一位");
+        k.wait_for("请插入社保卡");
+        // The customer takes the card back.
+        k.slot.remove();
+    }
+    k.wait_for("2 / ¥19.50");
+    k.click("交班结算");
+    k.wait_for(&format!("上一班次（第 {shift} 批）：2 / ¥19.50，"));
+    // The sync agent (every 2 s) uploads the entries and closes the batch; the clerk refreshes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let balanced = format!("上一班次（第 {shift} 批）：2 / ¥19.50，服务器对账：平衡");
+    while !k.shows(&balanced) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reconciled: {:?}",
+            k.ledger().batch(shift).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        k.click("刷新");
+        k.harness.step();
+    }
+    let info = k.ledger().batch(shift).unwrap().unwrap();
+    assert_eq!(info.state, "balanced");
+    let result = info.result.unwrap();
+    assert!(result.balanced);
+    assert_eq!(
+        (result.server.debit_count, result.server.debit_amount),
+        (2, 1_950),
+        "the server booked what the counter showed"
+    );
+    assert_eq!(result.server, result.terminal);
+    assert!(result.missing_on_server.is_empty() && result.unknown_to_terminal.is_empty());
+    drop(k);
+    drop(backend);
+}

@@ -37,6 +37,18 @@ impl<A: eframe::App + 'static> Rig<A> {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let world = DemoWorld::build(dir.path()).unwrap();
+        Self::start_on(world, dir, now, describe, make)
+    }
+
+    /// The same on a world built elsewhere (by `demo::backend::Backend::start`, say) whose
+    /// files are in `dir`; receipts go to `dir/receipts`.
+    pub fn start_on(
+        world: DemoWorld,
+        dir: tempfile::TempDir,
+        now: fn() -> LocalTime,
+        describe: fn(&A) -> String,
+        make: impl FnOnce(&egui::Context, Sender<Request>, Receiver<Update>, DemoPanel) -> A + 'static,
+    ) -> Self {
         let slot = DemoSlot::default();
         let (req_tx, req_rx) = mpsc::channel();
         let (up_tx, up_rx) = mpsc::channel::<Update>();
