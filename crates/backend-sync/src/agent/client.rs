@@ -226,3 +226,99 @@ pub fn open_envelope<T: Message>(
     wire::parse::<T>(env.payload.as_bytes(), usize::MAX)
         .map_err(|_| CallError::BadEnvelope("payload"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{HotListAction, HotListChange, HotListDelta};
+
+    fn delta(pan: &str) -> HotListDelta {
+        HotListDelta {
+            from_version: 3,
+            to_version: 4,
+            changes: vec![HotListChange {
+                version: 4,
+                pan: pan.to_string().try_into().unwrap(),
+                action: HotListAction::Add,
+                reason: "lost".into(),
+            }],
+        }
+    }
+
+    /// An envelope as the server makes it (`server::downloads::envelope`).
+    fn seal(
+        key: &Sm2PrivateKey,
+        kind: &str,
+        terminal: &TerminalId,
+        d: &HotListDelta,
+    ) -> SignedEnvelope {
+        let payload = String::from_utf8(wire::encode(d)).unwrap();
+        let sig = key
+            .sign(
+                DEFAULT_ID,
+                &signing::envelope_message(kind, terminal, &payload),
+            )
+            .unwrap();
+        SignedEnvelope {
+            kind: kind.into(),
+            payload,
+            signature: hex::encode_upper(sig.to_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_signed_hot_list_opens_and_any_tampering_is_refused() {
+        let server = Sm2PrivateKey::generate_os().unwrap();
+        let key = server.public_key();
+        let t1: TerminalId = "KIOSK-01".parse().unwrap();
+        let t2: TerminalId = "KIOSK-02".parse().unwrap();
+        let good = seal(&server, "hotlist", &t1, &delta("6217000010000001"));
+        let opened: HotListDelta = open_envelope(&good, "hotlist", &t1, key).unwrap();
+        assert_eq!(opened, delta("6217000010000001"));
+
+        let refused =
+            |env: &SignedEnvelope, kind: &str, t: &TerminalId| match open_envelope::<HotListDelta>(
+                env, kind, t, key,
+            ) {
+                Err(CallError::BadEnvelope(why)) => why,
+                other => panic!("opened: {other:?}"),
+            };
+        // Another card put on (or taken off) the list on the way: the signature fails.
+        let mut swapped = good.clone();
+        swapped.payload = swapped
+            .payload
+            .replace("6217000010000001", "6217000010000002");
+        assert_ne!(swapped.payload, good.payload);
+        assert_eq!(
+            refused(&swapped, "hotlist", &t1),
+            "signature does not verify"
+        );
+        let mut removed = good.clone();
+        removed.payload = removed.payload.replace("\"add\"", "\"remove\"");
+        assert_ne!(removed.payload, good.payload);
+        assert_eq!(
+            refused(&removed, "hotlist", &t1),
+            "signature does not verify"
+        );
+        // Another terminal's envelope, replayed here.
+        assert_eq!(refused(&good, "hotlist", &t2), "signature does not verify");
+        // Parameters presented as a hot list, and a hot list signed as parameters.
+        assert_eq!(refused(&good, "parameters", &t1), "wrong kind");
+        let mut relabelled = seal(&server, "parameters", &t1, &delta("6217000010000001"));
+        relabelled.kind = "hotlist".into();
+        assert_eq!(
+            refused(&relabelled, "hotlist", &t1),
+            "signature does not verify"
+        );
+        // Signed by another key, or with a broken signature.
+        let other = Sm2PrivateKey::generate_os().unwrap();
+        let forged = seal(&other, "hotlist", &t1, &delta("6217000010000001"));
+        assert_eq!(
+            refused(&forged, "hotlist", &t1),
+            "signature does not verify"
+        );
+        let mut short = good.clone();
+        short.signature.truncate(100);
+        assert_eq!(refused(&short, "hotlist", &t1), "signature format");
+    }
+}
