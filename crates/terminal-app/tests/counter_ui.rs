@@ -290,6 +290,10 @@ fn a_closed_shift_is_reconciled_by_the_server_and_the_counter_shows_it() {
         k.click("刷新");
         k.harness.step();
     }
+    // The status bar (the kiosk's too): the agent has synced, nothing is waiting.
+    k.wait_for("联网");
+    k.wait_for("待上传 0 笔");
+    assert!(!k.shows("离线"));
     let info = k.ledger().batch(shift).unwrap().unwrap();
     assert_eq!(info.state, "balanced");
     let result = info.result.unwrap();

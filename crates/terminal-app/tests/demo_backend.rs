@@ -356,3 +356,20 @@ fn missing_backend_binaries_are_named_with_how_to_build_them() {
         run.stderr
     );
 }
+
+#[test]
+fn without_a_display_the_kiosk_says_so_and_offers_the_headless_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::kiosk_bin::KIOSK)
+        .args(["--state-dir", tmp.path().to_str().unwrap()])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no display found"), "{err}");
+    assert!(err.contains("kiosk --headless"), "{err}");
+    assert!(out.stdout.is_empty());
+}

@@ -139,6 +139,33 @@ fn citizen_journey_wrong_pin_then_right_information_and_end() {
 }
 
 #[test]
+fn three_wrong_pins_block_the_card_and_the_kiosk_says_where_to_go() {
+    let mut k = kiosk(Lang::Zh, Duration::from_secs(600));
+    k.wait_for("读卡器就绪");
+    k.insert("lisi");
+    k.wait_for("请输入社保卡密码");
+    k.type_pin("000000");
+    k.wait_for("密码错误，还可尝试 2 次");
+    k.type_pin("000000");
+    k.wait_for("密码错误，还可尝试 1 次");
+    k.type_pin("000000");
+    k.wait_for("密码已锁定，请到服务窗口解锁");
+    assert!(k.harness.state().state.citizen.is_none());
+    // The card itself is blocked: the right PIN no longer opens it, here or anywhere.
+    let mut s = card_core::CardSession::new(firmware_tests::SoftCard::in_memory(
+        firmware_tests::vpcd::lock(&k.card("lisi")).image().clone(),
+    ));
+    card_core::ssse::select(&mut s).unwrap();
+    assert_eq!(card_core::ssse::pin_tries_left(&mut s).unwrap(), Some(0));
+    // Taken out and inserted again: refused at once, before any PIN.
+    k.slot.remove();
+    k.wait_for("请插入社保卡");
+    k.insert("lisi");
+    k.wait_for("密码已锁定，请到服务窗口解锁");
+    assert!(!k.shows("请输入社保卡密码"));
+}
+
+#[test]
 fn rejected_cards_say_why() {
     let mut k = kiosk(Lang::Zh, Duration::from_secs(600));
     k.wait_for("读卡器就绪");
@@ -543,6 +570,11 @@ fn pay_a_fee_from_electronic_cash_with_receipt_and_exactly_the_ledger_entries() 
         );
         assert!(!e.pan_masked.contains("6230580000000000013"));
     }
+    // The status bar: no sync agent has ever answered, so offline, with both payments
+    // waiting to go up (the worker reads the ledger every 2 s).
+    k.wait_for("待上传 2 笔");
+    assert!(k.shows("离线"));
+    assert!(!k.shows("联网"));
 }
 
 /// The citizen pulls the card at the GENERATE AC: `after_card` the card has debited and its

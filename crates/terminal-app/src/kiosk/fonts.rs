@@ -59,7 +59,10 @@ mod tests {
             .textures_delta
             .clear();
         let font = FontId::proportional(20.0);
-        let gbk_han: Vec<char> = gbk_characters().into_iter().filter(|c| is_han(*c)).collect();
+        let gbk_han: Vec<char> = gbk_characters()
+            .into_iter()
+            .filter(|c| is_han(*c))
+            .collect();
         // GBK's Han characters: level 1 and 2 of GB 2312 and the rest GBK adds.
         assert!(gbk_han.len() > 20_000, "{}", gbk_han.len());
         // Extension A as GB 18030 has it (U+4DB6-U+4DBF came with Unicode 13, after).
