@@ -144,6 +144,23 @@ impl Kiosk {
         blocks(&self.log).last().cloned().expect("a screen")
     }
 
+    /// The size of the active window (the kiosk's), from the window manager.
+    fn window_size(&self) -> (u32, u32) {
+        let out = Command::new("xdotool")
+            .args(["getactivewindow", "getwindowgeometry", "--shell"])
+            .env("DISPLAY", &self.display)
+            .output()
+            .expect("xdotool");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {text}"))
+        };
+        (value("WIDTH="), value("HEIGHT="))
+    }
+
     fn xdotool(&self, args: &[&str]) {
         let status = Command::new("xdotool")
             .args(args)
@@ -254,7 +271,12 @@ fn citizen_journey_in_a_real_window() {
     assert_eq!(
         (attract_shot.width(), attract_shot.height()),
         (WIDTH, HEIGHT),
-        "the kiosk fills the screen"
+        "the screen is the display's"
+    );
+    assert_eq!(
+        k.window_size(),
+        (WIDTH, HEIGHT),
+        "the kiosk's window fills the screen"
     );
     k.click(&attract, "张三");
     let pin = k.wait("Pin");
@@ -262,6 +284,20 @@ fn citizen_journey_in_a_real_window() {
         pin.targets.iter().any(|(l, _, _)| l == "确认"),
         "the PIN pad has an OK key: {pin:?}"
     );
+    // A wrong PIN first: the pad clears and the tries left are shown.
+    k.xdotool(&["type", "--delay", "80", "000000"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let typed = pixels(&k.screenshot("pin-typed"));
+    k.xdotool(&["key", "Return"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let wrong = pixels(&k.screenshot("pin-wrong"));
+    assert!(
+        changed(&typed, &wrong) > 0.001,
+        "the window shows the wrong PIN's message"
+    );
+    // The message moved the pad: its keys as they are now.
+    let pin = k.current();
+    assert_eq!(pin.screen, "Pin");
     // Two digits on the on-screen pad, the rest from the keyboard, as a citizen might.
     k.click(&pin, "1");
     k.click(&pin, "2");
