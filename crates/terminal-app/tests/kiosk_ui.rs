@@ -183,6 +183,54 @@ fn rejected_cards_say_why() {
 }
 
 #[test]
+fn a_damaged_card_and_a_card_without_the_application_are_unreadable() {
+    use firmware_tests::fs::{EfBody, NodeKind};
+    let mut k = kiosk(Lang::Zh, Duration::from_secs(600));
+    k.wait_for("读卡器就绪");
+    let image = || {
+        firmware_tests::Profile::embedded("zhangsan")
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    // Damaged: every record of EF05 announces more bytes than it has.
+    let mut damaged = image();
+    let ssse = damaged.fs.dfs_by_name(&card_core::ssse::AID)[0];
+    let ef05 = damaged
+        .fs
+        .child_by_sfi(ssse, card_core::ssse::SFI_EF05)
+        .unwrap();
+    let Some(NodeKind::Ef {
+        body: EfBody::Linear { records, .. },
+        ..
+    }) = damaged.fs.node_mut(ef05).map(|n| &mut n.kind)
+    else {
+        panic!("EF05 is a linear file");
+    };
+    for r in records.iter_mut() {
+        r.truncate(3);
+        r[1] = 0x40;
+    }
+    // Another card altogether: no social-security application to select.
+    let mut foreign = image();
+    let ssse = foreign.fs.dfs_by_name(&card_core::ssse::AID)[0];
+    if let Some(NodeKind::Df { aid, .. }) = foreign.fs.node_mut(ssse).map(|n| &mut n.kind) {
+        *aid = None;
+    }
+    for (name, image) in [("damaged", damaged), ("foreign", foreign)] {
+        let card = std::sync::Arc::new(std::sync::Mutex::new(firmware_tests::SoftCard::in_memory(
+            image,
+        )));
+        k.slot.insert(name, card);
+        k.wait_for("卡片无法读取，请确认是社保卡并正确插入");
+        assert!(k.shows("请取出卡片"), "{name}");
+        assert!(k.harness.state().state.citizen.is_none());
+        k.slot.remove();
+        k.wait_for("请插入社保卡");
+    }
+}
+
+#[test]
 fn a_card_that_is_not_genuine_is_rejected() {
     let mut k = kiosk(Lang::Zh, Duration::from_secs(600));
     k.wait_for("读卡器就绪");
