@@ -1,5 +1,5 @@
 //! The same server against a real PostgreSQL (scripts/postgres-env.sh): booking exactly once,
-//! duplicates, bad input, the server killed mid-transaction, and two server instances on one
+//! duplicates, bad input, forged, replayed, stale and unknown requests, the server killed mid-transaction, and two server instances on one
 //! database behind a round-robin proxy with faults, with several terminals at once; medical
 //! debits (card signatures, overdraft of the server's balance, two instances racing for one).
 
@@ -101,6 +101,11 @@ fn postgres_books_once_answers_duplicates_and_refuses_bad_input() {
     }
     assert_eq!(env.count("SELECT COUNT(*) FROM nonces"), before);
     assert_eq!(env.count("SELECT COUNT(*) FROM entries"), 25);
+}
+
+#[test]
+fn forged_replayed_stale_and_unknown_requests_are_refused_postgres() {
+    common::auth_checks::forged_replayed_stale_and_unknown_requests_are_refused(Backend::Postgres);
 }
 
 #[test]

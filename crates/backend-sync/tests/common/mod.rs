@@ -32,6 +32,7 @@ use card_core::crypto::sm2::Sm2PrivateKey;
 use hsm_sim::server::BackgroundServer;
 use hsm_sim::{Hsm, KeyType, Lmk, Scheme};
 
+pub mod auth_checks;
 pub mod medical_card;
 
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_central-server");
