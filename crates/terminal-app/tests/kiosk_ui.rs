@@ -405,8 +405,9 @@ fn card_pulled_as_change_pin_went_out_leaves_the_old_pin_and_a_notice() {
     pulled_during_pin_change(false);
 }
 
-/// Render a screen and compare with the committed snapshot (tests/snapshots/NAME.png). A glyph
-/// missing from the fonts fails the render, so these also guard against tofu in Chinese.
+/// Render a screen and compare with the committed snapshot (tests/snapshots/NAME.png). egui draws
+/// a placeholder box for a glyph the fonts lack, which would differ from the reviewed picture;
+/// the font's coverage itself is the unit test in `src/kiosk/fonts.rs`.
 fn snap(k: &mut Kiosk, name: &str) {
     for _ in 0..3 {
         k.harness.step();
