@@ -232,6 +232,12 @@ impl StatusWord {
         matches!(self.to_bytes()[0], 0x62 | 0x63)
     }
 
+    /// An error after which non-volatile memory may have changed (`65xx`, ISO/IEC 7816-4
+    /// §5.1.3), as opposed to `64xx` (unchanged): a write answered so may have happened.
+    pub const fn memory_may_have_changed(self) -> bool {
+        self.to_bytes()[0] == 0x65
+    }
+
     /// A short English description of the meaning.
     pub const fn meaning(self) -> &'static str {
         match self {
@@ -323,6 +329,23 @@ mod tests {
         for raw in 0..=u16::MAX {
             let sw = StatusWord::from_u16(raw);
             assert_eq!(sw.to_u16(), raw, "{raw:04X} decoded as {sw:?}");
+        }
+    }
+
+    #[test]
+    fn only_65xx_says_memory_may_have_changed() {
+        for (raw, changed) in [
+            (0x6581, true),
+            (0x6500, true),
+            (0x6400, false),
+            (0x6982, false),
+            (0x9000, false),
+        ] {
+            assert_eq!(
+                StatusWord::from_u16(raw).memory_may_have_changed(),
+                changed,
+                "{raw:04X}"
+            );
         }
     }
 

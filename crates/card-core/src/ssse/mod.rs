@@ -269,6 +269,19 @@ fn pin_result(sw: StatusWord, command: &'static str) -> Result<(), SsseError> {
     }
 }
 
+impl SsseError {
+    /// Whether the command that failed may still have changed the card: it may have reached
+    /// the card and no answer came back, or the card answered `65xx` (memory changed). Meant
+    /// for errors of single-command writes such as [`change_pin`].
+    pub fn card_may_have_changed(&self) -> bool {
+        match self {
+            Self::Send(e) => e.may_have_reached_card(),
+            Self::Status { sw, .. } => sw.memory_may_have_changed(),
+            _ => false,
+        }
+    }
+}
+
 /// VERIFY the PIN in the current application.
 pub fn verify_pin<C: CardChannel>(s: &mut CardSession<C>, pin: &Pin) -> Result<(), SsseError> {
     let bcd = pin.to_bcd();

@@ -144,27 +144,6 @@ impl UpdateError {
     }
 }
 
-/// ISO/IEC 7816-4 §5.1.3: `65xx` means non-volatile memory changed.
-fn memory_changed(sw: StatusWord) -> bool {
-    matches!(
-        sw,
-        StatusWord::MemoryFailure | StatusWord::ExecutionErrorChanged(_)
-    )
-}
-
-impl SsseError {
-    /// Whether the command that failed may still have changed the card: it may have reached
-    /// the card and no answer came back, or the card answered `65xx` (memory changed). Meant
-    /// for errors of single-command writes such as [`super::change_pin`].
-    pub fn card_may_have_changed(&self) -> bool {
-        match self {
-            Self::Send(e) => e.may_have_reached_card(),
-            Self::Status { sw, .. } => memory_changed(*sw),
-            _ => false,
-        }
-    }
-}
-
 fn status(command: &'static str, sw: StatusWord) -> SsseError {
     SsseError::Status { command, sw }
 }
@@ -220,7 +199,11 @@ fn find_record<C: CardChannel>(
 
 /// The card identifier (EF05 tag 01) of the selected SSSE application.
 fn card_id<C: CardChannel>(s: &mut CardSession<C>) -> Result<Vec<u8>, SsseError> {
-    let r = s.send(&Command::new(0x00, 0xb2, 0x01, SFI_EF05 << 3).expect_data())?;
+    let r = s.send(
+        &Command::new(0x00, 0xb2, 0x01, SFI_EF05 << 3)
+            .expect_data()
+            .sensitive_response(),
+    )?;
     if !r.is_success() {
         return Err(status("READ RECORD", r.sw()));
     }
@@ -308,7 +291,9 @@ pub fn update_record<C: CardChannel, A: MaintenanceAuthority + ?Sized>(
         })?;
     match r.sw() {
         StatusWord::Success => {}
-        sw if memory_changed(sw) => return Err(UpdateError::Unsure(status("UPDATE RECORD", sw))),
+        sw if sw.memory_may_have_changed() => {
+            return Err(UpdateError::Unsure(status("UPDATE RECORD", sw)));
+        }
         sw => return Err(UpdateError::NotDone(status("UPDATE RECORD", sw))),
     }
     let back = read_record_number(s, sfi, number)
