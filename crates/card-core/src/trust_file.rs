@@ -158,6 +158,25 @@ mod tests {
         assert!(store.rsa([0xa0, 0, 0, 3, 0x33], 4).is_none());
     }
 
+    proptest::proptest! {
+        /// Any text: a store or the number of a line that exists, never a panic; a good file
+        /// with any line appended still reads its good keys or names the appended line.
+        #[test]
+        fn any_text_is_read_or_refused_by_line(text in "\\PC{0,300}", tail in "[0-9A-Fa-f RSA]{0,200}") {
+            if let Err((line, _)) = parse(&text) {
+                proptest::prop_assert!(line >= 1 && line <= text.lines().count());
+            }
+            let file = format!("{}\n{}\n{tail}", sm2_line(&sm2_ca()), rsa_line(&rsa_ca()));
+            match parse(&file) {
+                Ok(store) => {
+                    proptest::prop_assert!(store.rsa([0xa0, 0, 0, 3, 0x33], 3).is_some());
+                    proptest::prop_assert!(!store.sm2().keys().is_empty());
+                }
+                Err((line, _)) => proptest::prop_assert_eq!(line, 3),
+            }
+        }
+    }
+
     #[test]
     fn bad_lines_are_named_by_number_and_reason() {
         let good = sm2_line(&sm2_ca());

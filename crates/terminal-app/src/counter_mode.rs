@@ -817,31 +817,23 @@ fn previous_shift_text(lang: Lang, p: &ClosedShift) -> (String, Color32) {
         Lang::Zh => format!("上一班次（第 {} 批）：{totals}，", p.shift),
         Lang::En => format!("Previous shift (batch {}): {totals}, ", p.shift),
     };
-    let (verdict, colour) = match (p.reconciliation, lang) {
-        (Reconciliation::Waiting, Lang::Zh) => ("等待上传对账".to_string(), Color32::GRAY),
-        (Reconciliation::Waiting, Lang::En) => {
-            ("waiting for the server".to_string(), Color32::GRAY)
+    let (verdict, colour) = match p.reconciliation {
+        Reconciliation::Waiting => (
+            lang.t("等待上传对账", "waiting for the server").to_string(),
+            Color32::GRAY,
+        ),
+        Reconciliation::Balanced => (
+            lang.t("服务器对账：平衡", "server: balanced").to_string(),
+            Color32::from_rgb(30, 120, 60),
+        ),
+        Reconciliation::Unbalanced { server } => {
+            let booked = format!("{} / ¥{}", server.0, yuan(server.1));
+            let text = match lang {
+                Lang::Zh => format!("服务器对账不平：服务器 {booked}"),
+                Lang::En => format!("server: unbalanced, it booked {booked}"),
+            };
+            (text, Color32::from_rgb(180, 40, 40))
         }
-        (Reconciliation::Balanced, Lang::Zh) => (
-            "服务器对账：平衡".to_string(),
-            Color32::from_rgb(30, 120, 60),
-        ),
-        (Reconciliation::Balanced, Lang::En) => (
-            "server: balanced".to_string(),
-            Color32::from_rgb(30, 120, 60),
-        ),
-        (Reconciliation::Unbalanced { server }, Lang::Zh) => (
-            format!("服务器对账不平：服务器 {} / ¥{}", server.0, yuan(server.1)),
-            Color32::from_rgb(180, 40, 40),
-        ),
-        (Reconciliation::Unbalanced { server }, Lang::En) => (
-            format!(
-                "server: unbalanced, it booked {} / ¥{}",
-                server.0,
-                yuan(server.1)
-            ),
-            Color32::from_rgb(180, 40, 40),
-        ),
     };
     (head + &verdict, colour)
 }

@@ -228,7 +228,7 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
         return;
     }
     let mut icc_key = None;
-    match &rec.static_data {
+    let aip = match &rec.static_data {
         None => {
             let why = "not verified: the ICC certificate signs the records the AFL names, which \
                        needs GET PROCESSING OPTIONS (a transaction counted on the card); run \
@@ -262,8 +262,9 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
                     Err(e) => fail(format!("ICC certificate rejected: {e}")),
                 }
             });
+            *aip
         }
-    }
+    };
     let Some(key) = icc_key else {
         r.skip(
             "pboc.dda",
@@ -272,11 +273,7 @@ pub(crate) fn run<C: CardChannel>(r: &mut Runner<'_, C>) {
         );
         return;
     };
-    let offers_dda = rec
-        .static_data
-        .as_ref()
-        .is_some_and(|(_, aip)| aip.contains(AipBit::Dda));
-    if !offers_dda {
+    if !aip.contains(AipBit::Dda) {
         r.skip(
             "pboc.dda",
             DDA,
